@@ -1,0 +1,1 @@
+"""trbot's bot: the answering core (answer, records, config) and its adapters (CLI, Slack)."""

@@ -1,0 +1,257 @@
+"""Settings: app.yml, overridden by environment variables, loaded once and passed in.
+
+Every setting has a default here and a comment in app.yml. ``load_config`` is called
+only by the adapters' entry points (CLI, ``trbot serve``); nothing reads it at import.
+
+Environment overrides: ``TRBOT_<SECTION>_<KEY>`` (for example ``TRBOT_ANSWER_MIN_SIMILARITY=0.5``);
+``SLACK_API_URL`` overrides ``slack.api_url``; ``TRBOT_CONFIG`` names the settings file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from indexer.chunking import ChunkingOptions
+from indexer.search import RetrievalOptions
+
+DEFAULT_CONFIG_FILE = "app.yml"
+ENV_PREFIX = "TRBOT_"
+
+
+class ConfigError(Exception):
+    """A setting is missing, unknown or malformed; the message names the key."""
+
+
+@dataclass(frozen=True)
+class InstitutionSettings:
+    name: str = "Example University"
+    team_name: str = "Research Security Team"
+    email: str = "research-security@example.ac.uk"
+    slack_channel: str = "#research-security-help"
+    url: str = "https://www.example.ac.uk/research-security"
+
+
+@dataclass(frozen=True)
+class PathSettings:
+    guidance_dir: Path = Path("knowledge/guidance")
+    index_db: Path = Path("var/index.db")
+    state_db: Path = Path("var/trbot.db")
+
+
+@dataclass(frozen=True)
+class EmbeddingSettings:
+    model: str = "bundled:all-MiniLM-L6-v2"
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class AnswerSettings:
+    top_passages: int = 3
+    min_similarity: float = 0.35
+    high_confidence: float = 0.55
+    highlight_sentences: int = 2
+    max_question_chars: int = 1000
+    followup_max_words: int = 12
+
+
+@dataclass(frozen=True)
+class ChannelSettings:
+    mode: str = "mention"
+    visibility: str = "public"
+
+
+@dataclass(frozen=True)
+class SlackSettings:
+    transport: str = "socket"
+    app_name: str = "Trusted Research"
+    api_url: str = "https://slack.com/api/"
+    http_port: int = 3000
+    command: str = "/trusted-research"
+    default_mode: str = "mention"
+    default_visibility: str = "public"
+    progress_reaction: str = "hourglass_flowing_sand"
+    max_retries: int = 3
+    channels: dict[str, ChannelSettings] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Config:
+    institution: InstitutionSettings = field(default_factory=InstitutionSettings)
+    paths: PathSettings = field(default_factory=PathSettings)
+    embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
+    chunking: ChunkingOptions = field(default_factory=ChunkingOptions)
+    retrieval: RetrievalOptions = field(default_factory=RetrievalOptions)
+    answer: AnswerSettings = field(default_factory=AnswerSettings)
+    slack: SlackSettings = field(default_factory=SlackSettings)
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "retrieval.fusion": ("rrf", "weighted"),
+    "slack.transport": ("socket", "http"),
+    "slack.default_mode": ("off", "mention", "all"),
+    "slack.default_visibility": ("public", "private"),
+    "mode": ("off", "mention", "all"),
+    "visibility": ("public", "private"),
+}
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Load settings from a YAML file and the environment.
+
+    Args:
+        path: The settings file. Defaults to ``$TRBOT_CONFIG`` or ``./app.yml``; a missing
+            default file means "all defaults", a missing named file is an error.
+        env: Environment variables (defaults to ``os.environ``).
+
+    Returns:
+        The validated ``Config``, with relative paths resolved against the file's folder.
+
+    Raises:
+        ConfigError: naming the key (or file) at fault.
+    """
+    env = os.environ if env is None else env
+    named = path or env.get("TRBOT_CONFIG")
+    file = Path(named) if named else Path(DEFAULT_CONFIG_FILE)
+    data = _read_yaml(file, required=bool(named))
+    data = _apply_env(data, env)
+    config = config_from_dict(data)
+    return _resolve_paths(config, file.resolve().parent)
+
+
+def config_from_dict(data: Mapping[str, Any]) -> Config:
+    """Build a ``Config`` from a plain dict (as parsed from YAML); unknown keys are errors."""
+    if not isinstance(data, Mapping):
+        raise ConfigError("settings: the top level must be a mapping of sections")
+    return _build(Config, data, "")
+
+
+def _read_yaml(file: Path, required: bool) -> dict[str, Any]:
+    if not file.exists():
+        if required:
+            raise ConfigError(f"settings file not found: {file}")
+        return {}
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML ({_first_line(exc)})") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot be read ({exc})") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: the top level must be a mapping of sections")
+    return data
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    merged = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
+    sections = {f.name for f in dataclasses.fields(Config)}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or name == "TRBOT_CONFIG":
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("_")
+        if section not in sections or not key:
+            raise ConfigError(f"environment: unknown setting {name} (expected TRBOT_<SECTION>_<KEY>)")
+        merged.setdefault(section, {})[key] = _parse_env_value(raw)
+    if env.get("SLACK_API_URL"):
+        merged.setdefault("slack", {})["api_url"] = env["SLACK_API_URL"]
+    return merged
+
+
+def _parse_env_value(raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"setting {prefix.rstrip('.') or 'settings'}: expected a mapping")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting '{prefix}{unknown[0]}' (known in this section: {', '.join(sorted(known))})"
+        )
+    values = {name: _convert(hints[name], value, f"{prefix}{name}") for name, value in data.items()}
+    try:
+        return cls(**values)
+    except ValueError as exc:  # the records' own checks say "<field>: <problem>"
+        name, _, problem = str(exc).partition(": ")
+        raise ConfigError(f"setting '{prefix}{name}': {problem}") from exc
+
+
+def _convert(hint: Any, value: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value if value is not None else {}, f"{key}.")
+    origin = typing.get_origin(hint)
+    if origin is dict:
+        return _convert_channels(typing.get_args(hint)[1], value, key)
+    if origin in (types.UnionType, typing.Union):
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    return _convert_scalar(hint, value, key)
+
+
+def _convert_channels(item_cls: type, value: Any, key: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"setting '{key}': expected a mapping of channel id to settings")
+    return {str(name): _build(item_cls, spec or {}, f"{key}.{name}.") for name, spec in value.items()}
+
+
+def _convert_scalar(hint: Any, value: Any, key: str) -> Any:
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"setting '{key}': expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"setting '{key}': expected a whole number, got {value!r}")
+        if value < 0:
+            raise ConfigError(f"setting '{key}': must not be negative, got {value}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"setting '{key}': expected a number, got {value!r}")
+        return float(value)
+    if hint is Path:
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"setting '{key}': expected a file or folder path, got {value!r}")
+        return Path(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"setting '{key}': expected text, got {value!r}")
+    _check_choice(key, value)
+    return value
+
+
+def _check_choice(key: str, value: str) -> None:
+    choices = _CHOICES.get(key) or _CHOICES.get(key.rsplit(".", 1)[-1] if ".channels." in key else "")
+    if choices and value not in choices:
+        raise ConfigError(f"setting '{key}': {value!r} is not one of {', '.join(choices)}")
+
+
+def _resolve_paths(config: Config, base: Path) -> Config:
+    paths = config.paths
+    resolved = {f.name: _absolute(getattr(paths, f.name), base) for f in dataclasses.fields(PathSettings)}
+    return dataclasses.replace(config, paths=PathSettings(**resolved))
+
+
+def _absolute(path: Path, base: Path) -> Path:
+    path = path.expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

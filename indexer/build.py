@@ -1,0 +1,190 @@
+"""Index runs: parse, chunk, embed what changed, and write it all in one transaction."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from indexer.chunking import Chunk, ChunkingOptions, chunk_document
+from indexer.documents import Document, discover_files, read_document
+from indexer.embeddings import Embedder
+from indexer.errors import DocumentError, IndexerError
+from indexer.store import IndexMeta, IndexStore, StoredChunk
+from indexer.text import tokenize
+
+# Chunks are embedded in blocks this size: big enough for the model to sort by length
+# and batch well, small enough for the progress bar to move.
+EMBED_BLOCK = 256
+
+ProgressFactory = Callable[[int], "Progress"]
+
+
+class Progress:
+    """A progress sink: ``update(n)`` after n chunks are embedded, ``close()`` at the end."""
+
+    def update(self, n: int) -> None:  # pragma: no cover - the no-op default
+        pass
+
+    def close(self) -> None:  # pragma: no cover - the no-op default
+        pass
+
+
+@dataclass
+class IndexReport:
+    """What an index run did; ``skipped`` holds one message per file that could not be read."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
+    full_rebuild_reason: str | None = None
+
+    @property
+    def documents(self) -> int:
+        return len(self.added) + len(self.updated) + len(self.unchanged)
+
+
+def build_index(
+    paths: Sequence[Path],
+    db_path: Path,
+    embedder: Embedder,
+    options: ChunkingOptions,
+    placeholders: Mapping[str, str] | None = None,
+    progress: ProgressFactory | None = None,
+) -> IndexReport:
+    """Bring the index at ``db_path`` in line with the guidance files under ``paths``.
+
+    Unchanged documents (same content hash, model and chunking) are not re-embedded;
+    a changed document re-embeds only the chunks whose text changed; documents no longer
+    present leave the index; a file that cannot be read is reported in ``skipped`` and
+    its previous version, if any, is kept.
+
+    Raises:
+        IndexerError: a path does not exist, or no file could be read at all.
+    """
+    files = discover_files(paths)
+    report = IndexReport()
+    documents = _read_all(files, placeholders or {}, report)
+    if not documents and not report.skipped:
+        raise IndexerError(f"no guidance files (.md, .html, .txt, .pdf) under {', '.join(map(str, paths))}")
+    if not documents:
+        raise IndexerError("no file could be read: " + "; ".join(report.skipped))
+    store = IndexStore.create(db_path)
+    try:
+        _run(store, documents, files, embedder, options, report, progress)
+    finally:
+        store.close()
+    return report
+
+
+def _read_all(files: list[tuple[Path, str]], placeholders: Mapping[str, str], report: IndexReport) -> list:
+    documents = []
+    for file, doc_id in files:
+        try:
+            documents.append(read_document(file, doc_id, placeholders))
+        except DocumentError as exc:
+            report.skipped.append(str(exc))
+    return documents
+
+
+def _run(
+    store: IndexStore,
+    documents: list[Document],
+    files: list[tuple[Path, str]],
+    embedder: Embedder,
+    options: ChunkingOptions,
+    report: IndexReport,
+    progress: ProgressFactory | None,
+) -> None:
+    meta = IndexMeta(embedder.name, embedder.dimension, 0, chunking_signature(options), None)
+    report.full_rebuild_reason = _rebuild_reason(store.meta(), meta)
+    known = store.document_hashes() if report.full_rebuild_reason is None else {}
+    changed = _classify(documents, known, report)
+    work = [(doc, chunk_document(doc, options)) for doc in changed]
+    present = {doc_id for _, doc_id in files}
+    removed = sorted(doc_id for doc_id in store.document_hashes() if doc_id not in present)
+    report.removed = removed
+    stored = _embed(store, work, embedder, report, progress, reuse=report.full_rebuild_reason is None)
+    store.write(meta, stored, removed, clear=report.full_rebuild_reason is not None)
+
+
+def chunking_signature(options: ChunkingOptions) -> str:
+    return json.dumps(asdict(options), sort_keys=True)
+
+
+def _rebuild_reason(old: IndexMeta | None, new: IndexMeta) -> str | None:
+    if old is None:
+        return "new index"
+    if old.model != new.model or old.dimension != new.dimension:
+        return f"model changed from {old.model} to {new.model}"
+    if old.chunking != new.chunking:
+        return "chunking settings changed"
+    return None
+
+
+def _classify(documents: list[Document], known: dict[str, str], report: IndexReport) -> list[Document]:
+    changed = []
+    for document in documents:
+        previous = known.get(document.doc_id)
+        if previous == document.content_hash:
+            report.unchanged.append(document.doc_id)
+            continue
+        (report.updated if previous else report.added).append(document.doc_id)
+        changed.append(document)
+    return changed
+
+
+def _embed(
+    store: IndexStore,
+    work: list[tuple[Document, list[Chunk]]],
+    embedder: Embedder,
+    report: IndexReport,
+    progress: ProgressFactory | None,
+    reuse: bool,
+) -> list[tuple[Document, list[StoredChunk]]]:
+    cached = _reusable_embeddings(store, work, embedder.dimension) if reuse else {}
+    pending = [chunk for _, chunks in work for chunk in chunks if text_hash(chunk) not in cached]
+    report.chunks_embedded = len(pending)
+    report.chunks_reused = sum(len(chunks) for _, chunks in work) - len(pending)
+    fresh = embed_chunks(pending, embedder, progress)
+    vectors = cached | {text_hash(chunk): vector for chunk, vector in zip(pending, fresh, strict=True)}
+    return [(doc, [_stored(chunk, vectors[text_hash(chunk)]) for chunk in chunks]) for doc, chunks in work]
+
+
+def _reusable_embeddings(store: IndexStore, work: list, dimension: int) -> dict[str, np.ndarray]:
+    cached: dict[str, np.ndarray] = {}
+    for document, _ in work:
+        cached.update(store.embeddings_by_text_hash(document.doc_id, dimension))
+    return cached
+
+
+def embed_chunks(
+    chunks: list[Chunk], embedder: Embedder, progress: ProgressFactory | None
+) -> list[np.ndarray]:
+    """Embed chunks in blocks, reporting progress after each block."""
+    bar = progress(len(chunks)) if progress and chunks else Progress()
+    vectors: list[np.ndarray] = []
+    try:
+        for start in range(0, len(chunks), EMBED_BLOCK):
+            block = chunks[start : start + EMBED_BLOCK]
+            vectors.extend(embedder.embed_documents([chunk.embedding_text for chunk in block]))
+            bar.update(len(block))
+    finally:
+        bar.close()
+    return vectors
+
+
+def text_hash(chunk: Chunk) -> str:
+    return hashlib.sha256(chunk.embedding_text.encode("utf-8")).hexdigest()
+
+
+def _stored(chunk: Chunk, vector: np.ndarray) -> StoredChunk:
+    return StoredChunk(chunk, tokenize(chunk.embedding_text), text_hash(chunk), vector)

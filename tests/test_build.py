@@ -1,0 +1,181 @@
+"""Index runs on real SQLite files: incremental updates, deletions, failures and interruptions."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from indexer.build import build_index
+from indexer.chunking import ChunkingOptions
+from indexer.errors import CorruptIndexError, IndexerError, IndexNotFoundError, ModelError
+from indexer.search import RetrievalOptions, SearchIndex
+from indexer.store import IndexStore
+from tests.conftest import FakeEmbedder
+
+OPTIONS = ChunkingOptions()
+
+
+def _snapshot(db: Path) -> tuple[dict[str, str], list[tuple]]:
+    store = IndexStore.open(db)
+    try:
+        hashes = store.document_hashes()
+        rows = store.db.execute("select chunk_id, text, embedding from chunks order by chunk_id").fetchall()
+        return hashes, rows
+    finally:
+        store.close()
+
+
+def test_first_run_indexes_every_readable_file(corpus_copy, tmp_path, fake_embedder):
+    report = build_index([corpus_copy], tmp_path / "i.db", fake_embedder, OPTIONS)
+    assert report.full_rebuild_reason == "new index"
+    assert len(report.added) == len(list(corpus_copy.iterdir()))
+    assert report.skipped == []
+    hashes, rows = _snapshot(tmp_path / "i.db")
+    assert set(hashes) == set(report.added)
+    assert len(rows) == report.chunks_embedded > 0
+
+
+def test_unchanged_run_embeds_nothing(corpus_copy, tmp_path):
+    build_index([corpus_copy], tmp_path / "i.db", FakeEmbedder(), OPTIONS)
+    before = _snapshot(tmp_path / "i.db")
+    second = FakeEmbedder()
+    report = build_index([corpus_copy], tmp_path / "i.db", second, OPTIONS)
+    assert second.embedded == []
+    assert report.chunks_embedded == 0
+    assert len(report.unchanged) == len(before[0])
+    assert _snapshot(tmp_path / "i.db") == before
+
+
+def test_changed_document_reembeds_only_its_changed_chunks(corpus_copy, tmp_path):
+    build_index([corpus_copy], tmp_path / "i.db", FakeEmbedder(), OPTIONS)
+    target = corpus_copy / "atas.md"
+    target.write_text(target.read_text() + "\n\n## A new section\n\nATAS applies to a new subject too.\n")
+    embedder = FakeEmbedder()
+    report = build_index([corpus_copy], tmp_path / "i.db", embedder, OPTIONS)
+    assert report.updated == ["atas.md"]
+    assert report.chunks_embedded == 1
+    assert "ATAS applies to a new subject too." in embedder.embedded[0]
+    assert report.chunks_reused >= 1
+
+
+def test_deleted_file_leaves_the_index(corpus_copy, tmp_path, fake_embedder):
+    build_index([corpus_copy], tmp_path / "i.db", fake_embedder, OPTIONS)
+    (corpus_copy / "sanctions.md").unlink()
+    report = build_index([corpus_copy], tmp_path / "i.db", FakeEmbedder(), OPTIONS)
+    assert report.removed == ["sanctions.md"]
+    hashes, rows = _snapshot(tmp_path / "i.db")
+    assert "sanctions.md" not in hashes
+    store = IndexStore.open(tmp_path / "i.db")
+    assert store.db.execute("select count(*) from chunks where doc_id = 'sanctions.md'").fetchone()[0] == 0
+    store.close()
+
+
+def test_changed_model_reembeds_everything(corpus_copy, tmp_path):
+    build_index([corpus_copy], tmp_path / "i.db", FakeEmbedder("model-a"), OPTIONS)
+    other = FakeEmbedder("model-b")
+    report = build_index([corpus_copy], tmp_path / "i.db", other, OPTIONS)
+    assert report.full_rebuild_reason == "model changed from model-a to model-b"
+    assert len(report.added) == len(list(corpus_copy.iterdir()))
+    assert report.chunks_embedded == len(_snapshot(tmp_path / "i.db")[1])
+
+
+def test_changed_chunking_reembeds_everything(corpus_copy, tmp_path):
+    build_index([corpus_copy], tmp_path / "i.db", FakeEmbedder(), OPTIONS)
+    report = build_index([corpus_copy], tmp_path / "i.db", FakeEmbedder(), ChunkingOptions(max_words=60))
+    assert report.full_rebuild_reason == "chunking settings changed"
+    assert report.unchanged == []
+
+
+def test_corrupt_file_is_reported_and_the_rest_indexed(corpus_copy, tmp_path, fake_embedder):
+    (corpus_copy / "broken.md").write_text("---\ntitle: [unclosed\n---\n# Broken\ntext\n")
+    (corpus_copy / "binary.txt").write_bytes(b"\xff\xfe\x00bad")
+    report = build_index([corpus_copy], tmp_path / "i.db", fake_embedder, OPTIONS)
+    assert len(report.skipped) == 2
+    assert any("broken.md" in message for message in report.skipped)
+    assert any("binary.txt" in message for message in report.skipped)
+    assert "atas.md" in report.added
+
+
+def test_previously_indexed_file_that_turns_corrupt_keeps_its_last_version(corpus_copy, tmp_path):
+    build_index([corpus_copy], tmp_path / "i.db", FakeEmbedder(), OPTIONS)
+    before = _snapshot(tmp_path / "i.db")
+    (corpus_copy / "atas.md").write_bytes(b"\xff\xfe broken now")
+    report = build_index([corpus_copy], tmp_path / "i.db", FakeEmbedder(), OPTIONS)
+    assert any("atas.md" in message for message in report.skipped)
+    assert report.removed == []
+    assert _snapshot(tmp_path / "i.db") == before
+
+
+class _ExplodingEmbedder(FakeEmbedder):
+    def embed_documents(self, texts):
+        raise KeyboardInterrupt
+
+
+def test_interrupted_embedding_leaves_previous_index_whole(corpus_copy, tmp_path):
+    build_index([corpus_copy], tmp_path / "i.db", FakeEmbedder(), OPTIONS)
+    before = _snapshot(tmp_path / "i.db")
+    (corpus_copy / "atas.md").write_text((corpus_copy / "atas.md").read_text() + "\n\nMore words here.\n")
+    (corpus_copy / "travel.md").unlink()
+    with pytest.raises(KeyboardInterrupt):
+        build_index([corpus_copy], tmp_path / "i.db", _ExplodingEmbedder(), OPTIONS)
+    assert _snapshot(tmp_path / "i.db") == before
+
+
+def test_failure_halfway_through_writing_rolls_back(corpus_copy, tmp_path, monkeypatch):
+    build_index([corpus_copy], tmp_path / "i.db", FakeEmbedder("model-a"), OPTIONS)
+    before = _snapshot(tmp_path / "i.db")
+    calls = []
+    original = IndexStore._replace_document
+
+    def fail_on_second(self, document, chunks, now):
+        calls.append(document.doc_id)
+        if len(calls) == 2:
+            raise sqlite3.OperationalError("disk I/O error")
+        return original(self, document, chunks, now)
+
+    monkeypatch.setattr(IndexStore, "_replace_document", fail_on_second)
+    with pytest.raises(CorruptIndexError, match="could not write the index"):
+        build_index([corpus_copy], tmp_path / "i.db", FakeEmbedder("model-b"), OPTIONS)
+    assert _snapshot(tmp_path / "i.db") == before
+    store = IndexStore.open(tmp_path / "i.db")
+    assert store.meta().model == "model-a"
+    store.close()
+
+
+def test_missing_path_is_an_error_and_writes_nothing(tmp_path, fake_embedder):
+    with pytest.raises(IndexerError, match="no such file or folder"):
+        build_index([tmp_path / "nope"], tmp_path / "i.db", fake_embedder, OPTIONS)
+    assert not (tmp_path / "i.db").exists()
+
+
+def test_folder_without_guidance_files_is_an_error(tmp_path, fake_embedder):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(IndexerError, match="no guidance files"):
+        build_index([tmp_path / "empty"], tmp_path / "i.db", fake_embedder, OPTIONS)
+
+
+def test_opening_a_missing_or_garbage_index_says_what_to_do(tmp_path):
+    with pytest.raises(IndexNotFoundError, match="trbot index"):
+        IndexStore.open(tmp_path / "missing.db")
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not a database at all" * 100)
+    with pytest.raises(CorruptIndexError, match="not a readable trbot index"):
+        IndexStore.open(garbage)
+
+
+def test_search_index_refuses_an_index_built_with_another_model(corpus_copy, tmp_path):
+    build_index([corpus_copy], tmp_path / "i.db", FakeEmbedder("model-a"), OPTIONS)
+    with pytest.raises(ModelError, match="rebuild"):
+        SearchIndex.load(tmp_path / "i.db", FakeEmbedder("model-b"), RetrievalOptions())
+
+
+def test_index_is_searchable_after_an_incremental_run(corpus_copy, tmp_path):
+    build_index([corpus_copy], tmp_path / "i.db", FakeEmbedder(), OPTIONS)
+    (corpus_copy / "sanctions.md").unlink()
+    build_index([corpus_copy], tmp_path / "i.db", FakeEmbedder(), OPTIONS)
+    index = SearchIndex.load(tmp_path / "i.db", FakeEmbedder(), RetrievalOptions())
+    hits = index.search("ATAS certificate", top_k=3)
+    assert hits and hits[0].doc_id == "atas.md"
+    assert all(hit.doc_id != "sanctions.md" for hit in index.search("sanctions list", top_k=10))
