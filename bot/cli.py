@@ -279,15 +279,14 @@ def stats(config: Config, db: Path | None) -> None:
     click.echo(f"indexed at: {meta.indexed_at}")
 
 
-def main() -> None:
-    _attach_slack_commands()
-    cli()
+def attach_slack_commands() -> None:
+    """Add ``serve``, ``manifest`` and ``feedback`` (they live with the Slack adapter)."""
+    from bot.cli_slack import COMMANDS
 
-
-def _attach_slack_commands() -> None:
-    try:
-        from bot.cli_slack import COMMANDS
-    except ImportError:  # the Slack layer is optional while it is being built
-        return
     for command in COMMANDS:
         cli.add_command(command)
+
+
+def main() -> None:
+    attach_slack_commands()
+    cli()

@@ -152,6 +152,10 @@ def _read_yaml(file: Path, required: bool) -> dict[str, Any]:
     return data
 
 
+class _EnvText(str):
+    """A value from the environment: text, parsed as YAML only where the setting is not text."""
+
+
 def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     merged = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
     sections = {f.name for f in dataclasses.fields(Config)}
@@ -161,17 +165,14 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
         section, _, key = name[len(ENV_PREFIX) :].lower().partition("_")
         if section not in sections or not key:
             raise ConfigError(f"environment: unknown setting {name} (expected TRBOT_<SECTION>_<KEY>)")
-        merged.setdefault(section, {})[key] = _parse_env_value(raw)
+        if merged.get(section) is None:
+            merged[section] = {}  # an empty section in the file ("answer:" with every key commented out)
+        if not isinstance(merged[section], dict):
+            raise ConfigError(f"setting '{section}': expected a mapping, so {name} cannot be applied")
+        merged[section][key] = _EnvText(raw)
     if env.get("SLACK_API_URL"):
         merged.setdefault("slack", {})["api_url"] = env["SLACK_API_URL"]
     return merged
-
-
-def _parse_env_value(raw: str) -> Any:
-    try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError:
-        return raw
 
 
 def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
@@ -212,6 +213,10 @@ def _convert_channels(item_cls: type, value: Any, key: str) -> dict[str, Any]:
 
 
 def _convert_scalar(hint: Any, value: Any, key: str) -> Any:
+    if isinstance(value, _EnvText):
+        value = str(value) if hint in (str, Path) else _parse_env_number(value)
+    if value is False and "off" in _choices_for(key):
+        value = "off"  # YAML reads an unquoted off as false
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"setting '{key}': expected true or false, got {value!r}")
@@ -236,8 +241,19 @@ def _convert_scalar(hint: Any, value: Any, key: str) -> Any:
     return value
 
 
+def _parse_env_number(raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def _choices_for(key: str) -> tuple[str, ...]:
+    return _CHOICES.get(key) or _CHOICES.get(key.rsplit(".", 1)[-1] if ".channels." in key else "", ())
+
+
 def _check_choice(key: str, value: str) -> None:
-    choices = _CHOICES.get(key) or _CHOICES.get(key.rsplit(".", 1)[-1] if ".channels." in key else "")
+    choices = _choices_for(key)
     if choices and value not in choices:
         raise ConfigError(f"setting '{key}': {value!r} is not one of {', '.join(choices)}")
 

@@ -20,6 +20,8 @@ from indexer.text import tokenize
 # Chunks are embedded in blocks this size: big enough for the model to sort by length
 # and batch well, small enough for the progress bar to move.
 EMBED_BLOCK = 256
+# Bump when chunking or tokenizing changes what is stored for the same settings.
+CHUNKER_VERSION = 2
 
 ProgressFactory = Callable[[int], "Progress"]
 
@@ -117,7 +119,8 @@ def _run(
 
 
 def chunking_signature(options: ChunkingOptions) -> str:
-    return json.dumps(asdict(options), sort_keys=True)
+    """Settings and chunker version: a change in either re-chunks and re-embeds everything."""
+    return json.dumps(asdict(options) | {"chunker": CHUNKER_VERSION}, sort_keys=True)
 
 
 def _rebuild_reason(old: IndexMeta | None, new: IndexMeta) -> str | None:

@@ -78,7 +78,7 @@ def split_section(section: Section, options: ChunkingOptions) -> list[str]:
     for unit in _units(section.text, options.max_words):
         if current and _count(current) + unit.words > options.max_words:
             pieces.append(current)
-            current = _overlap(current, options.overlap_words)
+            current = _overlap(current, min(options.overlap_words, options.max_words - unit.words))
         current.append(unit)
     if current:
         pieces.append(current)

@@ -249,7 +249,7 @@ class _HTMLSections(HTMLParser):
             self._in_title = True
         elif tag == "meta" and dict(attrs).get("name", "").lower() == "description":
             self.description = dict(attrs).get("content") or ""
-        elif re.fullmatch(r"h[1-6]", tag):
+        elif re.fullmatch(r"h[1-6]", tag) and not self._skip:
             self._newline()
             self._heading = int(tag[1])
         elif tag in self._BLOCK:
@@ -262,7 +262,7 @@ class _HTMLSections(HTMLParser):
             self._skip = max(0, self._skip - 1)
         elif tag == "title":
             self._in_title = False
-        elif re.fullmatch(r"h[1-6]", tag) and self._heading:
+        elif re.fullmatch(r"h[1-6]", tag) and self._heading and not self._skip:
             self._current.insert(0, "#" * self._heading + " ")
             self._heading = None
             self._newline()

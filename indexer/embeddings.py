@@ -31,7 +31,10 @@ class SentenceTransformerEmbedder:
         self.name = model
         self.batch_size = batch_size
         self._model = _load_model(resolve_model_path(model))
-        measure = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        measure = (
+            getattr(self._model, "get_embedding_dimension", None)
+            or self._model.get_sentence_embedding_dimension
+        )
         dimension = measure()
         self.dimension = int(dimension or len(self.embed_query("dimension probe")))
 

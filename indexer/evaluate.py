@@ -54,9 +54,17 @@ def _question(item: object, path: Path, number: int) -> EvalQuestion:
     return EvalQuestion(
         id=str(item.get("id", number)),
         question=str(item["question"]),
-        expect=tuple(item.get("expect") or ()),
-        phrases=tuple(str(p).lower() for p in item.get("phrases") or ()),
+        expect=_as_tuple(item.get("expect")),
+        phrases=tuple(p.lower() for p in _as_tuple(item.get("phrases"))),
     )
+
+
+def _as_tuple(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(str(item) for item in value)  # type: ignore[union-attr]
 
 
 def reciprocal_rank(ranked: Sequence[str], relevant: set[str]) -> float:

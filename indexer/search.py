@@ -140,9 +140,11 @@ def weighted_fuse(
         if not pairs:
             continue
         values = [score for _, score in pairs]
-        low, span = min(values), (max(values) - min(values)) or 1.0
+        low, span = min(values), max(values) - min(values)
         for item, score in pairs:
-            fused[item] = fused.get(item, 0.0) + weight * (score - low) / span
+            # all-equal scores (often a single keyword match) count as full agreement, not none
+            normalised = (score - low) / span if span else 1.0
+            fused[item] = fused.get(item, 0.0) + weight * normalised
     return fused
 
 
@@ -150,6 +152,8 @@ def diversify(ranked: Sequence[int], doc_of: Callable[[int], str], per_doc: int,
     """Keep at most ``per_doc`` items from one document, in order, up to ``limit`` items."""
     kept: list[int] = []
     counts: Counter[str] = Counter()
+    if limit <= 0:
+        return kept
     for item in ranked:
         doc = doc_of(item)
         if counts[doc] < per_doc:

@@ -12,6 +12,8 @@ _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 # also line breaks between list items. Abbreviations such as "e.g." are not split because
 # a lower-case letter follows them.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[A-Z0-9*•-])|\n+")
+# A line break inside a paragraph is only wrapping, unless a list item or a blank line follows.
+_WRAPPED_LINE = re.compile(r"(?<!\n)\n(?![ \t]*(?:[-*•>|]|\d+[.)])\s|[ \t]*\n)")
 
 STOP_WORDS = frozenset(
     """a about above after again against all am an and any are as at be because been before being
@@ -48,5 +50,5 @@ def tokenize(text: str) -> list[str]:
 
 def split_sentences(text: str) -> list[str]:
     """Split a passage into sentences and list items, each stripped, none empty."""
-    pieces = _SENTENCE_END.split(text)
+    pieces = _SENTENCE_END.split(_WRAPPED_LINE.sub(" ", text))
     return [piece.strip() for piece in pieces if piece and piece.strip()]
