@@ -38,7 +38,7 @@ class Answerer:
     ) -> None:
         self.index = index
         self.settings = settings
-        self.contact = contact_from(institution)
+        self.contact = institution.contact()
 
     def answer(self, question: str, context: str | None = None) -> Answer:
         """Answer a question; ``context`` is the thread's earlier question, for short follow-ups.
@@ -168,16 +168,6 @@ def decline_message(status: AnswerStatus, contact: Contact) -> str:
             f"guidance, and this doesn't look like one. For research-security matters, {ask}"
         )
     return f"Our research-security guidance doesn't cover this, so I won't guess. For an answer, {ask}"
-
-
-def contact_from(institution: InstitutionSettings) -> Contact:
-    return Contact(
-        team_name=institution.team_name,
-        email=institution.email,
-        slack_channel=institution.slack_channel,
-        url=institution.url,
-        institution=institution.name,
-    )
 
 
 def placeholders_from(institution: InstitutionSettings) -> dict[str, str]:

@@ -160,8 +160,9 @@ def format_answer(answer: Answer) -> str:
 
 
 def _mark(text: str, highlights: tuple[str, ...]) -> str:
+    """Bold the most relevant sentences (click drops the styling when output is not a terminal)."""
     for sentence in highlights:
-        text = text.replace(sentence, f"**{sentence}**", 1)
+        text = text.replace(sentence, click.style(sentence, bold=True), 1)
     return text
 
 

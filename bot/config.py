@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from bot.records import Contact
 from indexer.chunking import ChunkingOptions
 from indexer.search import RetrievalOptions
 
@@ -38,6 +39,10 @@ class InstitutionSettings:
     email: str = "research-security@example.ac.uk"
     slack_channel: str = "#research-security-help"
     url: str = "https://www.example.ac.uk/research-security"
+
+    def contact(self) -> Contact:
+        """Whom researchers should ask, as the record the core and renderers use."""
+        return Contact(self.team_name, self.email, self.slack_channel, self.url, self.name)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ import pytest
 from bot.answer import (
     QuestionError,
     confidence_for,
-    contact_from,
     decline_message,
     placeholders_from,
 )
@@ -29,7 +28,7 @@ def test_confidence_bands_follow_the_settings():
 
 
 def test_decline_messages_name_the_configured_contact():
-    contact = contact_from(INSTITUTION)
+    contact = INSTITUTION.contact()
     for status in (AnswerStatus.NOT_COVERED, AnswerStatus.OFF_TOPIC):
         message = decline_message(status, contact)
         assert "TR Office" in message and "tr@test.ac.uk" in message and "#tr-help" in message

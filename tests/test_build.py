@@ -83,7 +83,9 @@ def test_changed_model_reembeds_everything(corpus_copy, tmp_path):
 
 def test_changed_chunking_reembeds_everything(corpus_copy, tmp_path):
     build_index([corpus_copy], tmp_path / "i.db", FakeEmbedder(), OPTIONS)
-    report = build_index([corpus_copy], tmp_path / "i.db", FakeEmbedder(), ChunkingOptions(max_words=60))
+    report = build_index(
+        [corpus_copy], tmp_path / "i.db", FakeEmbedder(), ChunkingOptions(max_words=60, overlap_words=10)
+    )
     assert report.full_rebuild_reason == "chunking settings changed"
     assert report.unchanged == []
 

@@ -1,0 +1,152 @@
+"""The Bolt app factory: the only place that wires Slack ids to trbot's listeners.
+
+No tokens are read at import. ``trbot serve`` builds the app from the loaded config and the
+environment's tokens; tests build it with a fake token and a ``WebClient`` on a local fake API.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from slack_bolt import App, BoltContext
+from slack_sdk import WebClient
+from slack_sdk.http_retry import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    RetryHandler,
+    RetryIntervalCalculator,
+)
+from slack_sdk.http_retry.builtin_handlers import ServerErrorRetryHandler as _SdkServerErrorRetryHandler
+from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
+
+from bot import listeners, render
+from bot.config import Config
+from bot.listeners import BotDeps, SupportsAnswer
+from bot.state import StateStore
+
+logger = logging.getLogger(__name__)
+
+# What the app subscribes to and the scopes it uses; `trbot manifest` is built from these,
+# and tests check them against the listeners below and the Web API methods the app calls.
+BOT_EVENTS = ("app_home_opened", "app_mention", "message.channels", "message.groups", "message.im")
+BOT_SCOPES = (
+    "app_mentions:read",  # app_mention
+    "channels:history",  # message.channels (thread follow-ups, "all" channels)
+    "groups:history",  # message.groups (the same in private channels)
+    "im:history",  # message.im (direct messages)
+    "chat:write",  # chat.postMessage, chat.postEphemeral
+    "commands",  # the slash command
+    "reactions:write",  # reactions.add / reactions.remove (progress)
+)
+
+# Answers are computed one at a time (BotDeps.answer_lock), so most listener threads only wait.
+# Slash commands and buttons are acknowledged from a listener thread, so enough threads keep
+# those acks within Slack's 3 seconds while questions queue.
+LISTENER_THREADS = 32
+
+
+class ServerErrorRetryHandler(_SdkServerErrorRetryHandler):
+    """Retries any 5xx answer (slack_sdk's own handler retries only 500 and 503)."""
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        return response is not None and 500 <= response.status_code < 600
+
+
+def build_retry_handlers(
+    max_retries: int, interval: RetryIntervalCalculator | None = None
+) -> list[RetryHandler]:
+    """Retries for rate limits (honouring Retry-After), connection errors and 5xx answers."""
+    interval = interval or BackoffRetryIntervalCalculator(backoff_factor=0.5)
+    return [
+        RateLimitErrorRetryHandler(max_retry_count=max_retries),
+        ConnectionErrorRetryHandler(max_retry_count=max_retries, interval_calculator=interval),
+        ServerErrorRetryHandler(max_retry_count=max_retries, interval_calculator=interval),
+    ]
+
+
+def build_web_client(config: Config, token: str | None) -> WebClient:
+    """A ``WebClient`` on ``config.slack.api_url`` with the app's retry handlers."""
+    return WebClient(
+        token=token,
+        base_url=api_base_url(config),
+        retry_handlers=build_retry_handlers(config.slack.max_retries),
+    )
+
+
+def api_base_url(config: Config) -> str:
+    return config.slack.api_url.rstrip("/") + "/"
+
+
+def create_app(
+    config: Config,
+    answerer: SupportsAnswer,
+    store: StateStore,
+    *,
+    client: WebClient | None = None,
+    **app_kwargs: Any,
+) -> App:
+    """Build the Bolt app and wire every listener.
+
+    Args:
+        config: The loaded settings.
+        answerer: Anything with ``answer(question, context=None) -> Answer``.
+        store: The bot's state database (event dedupe, threads, feedback).
+        client: The Web API client; built from ``config.slack.api_url`` and ``token`` if absent.
+            A given client gets the app's retry handlers (and ``token``, if it has none).
+        **app_kwargs: Passed to ``slack_bolt.App`` (``token``, ``signing_secret``,
+            ``token_verification_enabled``, ``listener_executor``...).
+    """
+    token = app_kwargs.pop("token", None)
+    if client is None:
+        client = build_web_client(config, token)
+    else:
+        client.retry_handlers = build_retry_handlers(config.slack.max_retries)
+        client.token = client.token or token
+    deps = BotDeps(config, answerer, store, tuple(client.retry_handlers))
+    app_kwargs.setdefault(
+        "listener_executor",
+        ThreadPoolExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="trbot-listener"),
+    )
+    app = App(client=client, name="trbot", **app_kwargs)
+    register(app, deps)
+    return app
+
+
+def register(app: App, deps: BotDeps) -> None:
+    """Wire middleware and listeners to the app."""
+
+    def provide_deps(context: BoltContext, next: Any) -> None:  # noqa: A002 (bolt's name)
+        context["deps"] = deps
+        next()
+
+    app.use(provide_deps)
+    app.use(listeners.skip_duplicate_events)
+    app.event("app_mention")(listeners.handle_app_mention)
+    app.event("message")(listeners.handle_message)
+    app.event("app_home_opened")(listeners.handle_home_opened)
+    app.command(deps.config.slack.command)(listeners.handle_command)
+    app.action(render.ACTION_HELPFUL)(listeners.handle_feedback_action)
+    app.action(render.ACTION_NOT_HELPFUL)(listeners.handle_feedback_action)
+    app.action(render.ACTION_SHARE)(listeners.handle_share_action)
+    app.view(render.VIEW_FEEDBACK)(listeners.handle_feedback_submission)
+    app.error(_log_unhandled)
+
+
+def _log_unhandled(error: Exception, body: dict) -> None:
+    # Listeners catch their own errors and tell the user; this is for bolt-level failures.
+    reference = listeners.new_reference()
+    logger.error(
+        "unhandled error for a %s request (reference %s)", body.get("type"), reference, exc_info=error
+    )

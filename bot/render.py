@@ -1,0 +1,569 @@
+"""Block Kit for trbot's replies, built from the core's records. Pure: no Slack imports.
+
+Everything from outside (the guidance text, the user's question, titles) goes through
+``escape_mrkdwn``; only links built here use Slack's ``<url|label>`` markup. Every builder stays
+within Slack's limits (50 blocks, 3,000 characters a section, 2,000 a button value), shortening
+long content with "…" and dropping trailing passages rather than failing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bot.config import InstitutionSettings
+from bot.records import Answer, AnswerStatus, Citation, Confidence, Contact, Passage
+
+MAX_BLOCKS = 50
+MAX_SECTION_CHARS = 3000
+MAX_BUTTON_VALUE = 2000
+MAX_BUTTON_LABEL = 75
+MAX_HEADER_CHARS = 150
+MAX_METADATA_CHARS = 3000
+# Slack documents no limit on a message's total size, but very long messages are collapsed
+# and hard to read: passages beyond this budget are dropped (the sources still list them).
+MAX_PASSAGE_CHARS_TOTAL = 12_000
+MAX_FALLBACK_CHARS = 300
+MAX_ECHO_CHARS = 300
+MAX_TITLE_CHARS = 120
+ELLIPSIS = "…"
+
+ACTION_HELPFUL = "trbot_feedback_helpful"
+ACTION_NOT_HELPFUL = "trbot_feedback_not_helpful"
+ACTION_SHARE = "trbot_share"
+VIEW_FEEDBACK = "trbot_feedback_reason"
+REASON_BLOCK = "reason"
+REASON_ACTION = "reason"
+MAX_REASON_CHARS = 1000
+
+_CONFIDENCE_TEXT = {
+    Confidence.HIGH: "*High* — the guidance closely matches your question.",
+    Confidence.MEDIUM: "*Medium* — check that the passages fit your situation.",
+    Confidence.LOW: "*Low* — the guidance may only partly answer this.",
+    Confidence.NONE: "*None* — nothing in the guidance matches.",
+}
+_SLACK_ID = re.compile(r"[A-Z0-9]{2,}")
+_CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{2,}")
+_SAFE_URL = re.compile(r"(https?|mailto):[^\s<>|]+", re.IGNORECASE)
+# Guidance is written in Markdown, which Slack's mrkdwn does not read: keep the words only.
+_MD_LINK = re.compile(r"\[([^\]\n]+)\]\([^)\s]+\)")
+_MD_STRONG = re.compile(r"\*\*|__")
+_MD_BULLET = re.compile(r"^([ \t]*)[-*+][ \t]+", re.MULTILINE)
+_MD_HEADING = re.compile(r"^#{1,6}[ \t]+", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class ActionValue:
+    """What a feedback or share button carries: the question, its context and the chunks shown."""
+
+    question: str
+    chunk_ids: tuple[str, ...] = ()
+    context: str | None = None
+    thread_ts: str | None = None
+
+
+# -- text helpers ----------------------------------------------------------------------------
+
+
+def escape_mrkdwn(text: str) -> str:
+    """Escape ``&``, ``<`` and ``>`` so text from outside cannot form links or mentions."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def truncate(text: str, limit: int) -> str:
+    """Shorten plain text to at most ``limit`` characters, at a word boundary where possible, with "…"."""
+    if len(text) <= limit:
+        return text
+    if limit <= len(ELLIPSIS):
+        return ELLIPSIS[:limit]
+    cut = text[: limit - len(ELLIPSIS)]
+    space = cut.rfind(" ")
+    if space >= len(cut) - 30 and space > 0:
+        cut = cut[:space]
+    return cut.rstrip() + ELLIPSIS
+
+
+def fit_escaped(text: str, limit: int, render: Callable[[str], str] = escape_mrkdwn) -> str:
+    """``render(text)`` shortened until it fits in ``limit`` characters (escaping can lengthen text)."""
+    rendered = render(text)
+    if len(rendered) <= limit:
+        return rendered
+    low, high = 0, len(text)
+    while low < high:  # the longest prefix whose rendering fits
+        mid = (low + high + 1) // 2
+        if len(render(truncate(text, mid))) <= limit:
+            low = mid
+        else:
+            high = mid - 1
+    return render(truncate(text, low))
+
+
+def plain_from_markdown(text: str) -> str:
+    """Guidance Markdown as plain words: links to their labels, no ``**``/``__``, "•" bullets, no ``#``."""
+    text = _MD_LINK.sub(r"\1", text)
+    text = _MD_STRONG.sub("", text)
+    text = _MD_BULLET.sub(r"\1• ", text)
+    return _MD_HEADING.sub("", text)
+
+
+def link(url: str | None, label: str) -> str:
+    """A mrkdwn link ``<url|label>`` with a safe label, or the escaped label alone if the URL is unusable."""
+    clean = escape_mrkdwn(label.replace("|", " ").replace(">", " ").replace("<", " ")).strip()
+    if not url or not _SAFE_URL.fullmatch(url.strip()):
+        return clean
+    return f"<{url.strip().replace('&', '&amp;')}|{clean}>"
+
+
+def user_mention(user_id: str | None) -> str:
+    return f"<@{user_id}>" if user_id and _SLACK_ID.fullmatch(user_id) else "someone"
+
+
+def channel_reference(channel: str) -> str:
+    """``<#C123>`` for a channel id, else the escaped name (e.g. "#research-security-help")."""
+    return f"<#{channel}>" if _CHANNEL_ID.fullmatch(channel) else escape_mrkdwn(channel)
+
+
+def contact_line(contact: Contact) -> str:
+    """The research-security team's contact details as one mrkdwn line."""
+    parts = [
+        f"*{escape_mrkdwn(contact.team_name)}*",
+        channel_reference(contact.slack_channel) if contact.slack_channel else "",
+        link(f"mailto:{contact.email}", contact.email) if contact.email else "",
+        link(contact.url, "web page") if contact.url else "",
+    ]
+    return " · ".join(part for part in parts if part)
+
+
+# -- block primitives ------------------------------------------------------------------------
+
+
+def section_block(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _fit_mrkdwn(text, MAX_SECTION_CHARS)}}
+
+
+def context_block(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": _fit_mrkdwn(text, MAX_SECTION_CHARS)}]}
+
+
+def header_block(text: str) -> dict[str, Any]:
+    return {"type": "header", "text": plain_text(text, MAX_HEADER_CHARS)}
+
+
+def plain_text(text: str, limit: int) -> dict[str, Any]:
+    return {"type": "plain_text", "text": truncate(text, limit), "emoji": True}
+
+
+def button(label: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
+    element = {"type": "button", "text": plain_text(label, MAX_BUTTON_LABEL), "action_id": action_id}
+    element["value"] = value[:MAX_BUTTON_VALUE]
+    if style:
+        element["style"] = style
+    return element
+
+
+def _fit_mrkdwn(text: str, limit: int) -> str:
+    # Already-rendered mrkdwn: cut before any partial entity or link so the markup stays valid.
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - len(ELLIPSIS)]
+    for opener, closer in (("&", ";"), ("<", ">")):
+        start = cut.rfind(opener)
+        if start != -1 and cut.find(closer, start) == -1:
+            cut = cut[:start]
+    return cut + ELLIPSIS
+
+
+# -- action values ---------------------------------------------------------------------------
+
+
+def encode_action_value(value: ActionValue, limit: int = MAX_BUTTON_VALUE) -> str:
+    """JSON for a button value, shrunk to ``limit`` characters.
+
+    Shrinks in order: drop the context, shorten the question (to 200 characters), drop chunk ids,
+    shorten the question further.
+    """
+    data: dict[str, Any] = {"q": value.question, "c": list(value.chunk_ids)}
+    if value.context:
+        data["x"] = value.context
+    if value.thread_ts:
+        data["t"] = value.thread_ts
+    if len(_dumps(data)) > limit:
+        data.pop("x", None)
+    _shorten_question(data, limit, floor=200)
+    while data["c"] and len(_dumps(data)) > limit:
+        data["c"].pop()
+    _shorten_question(data, limit, floor=0)
+    return _dumps(data)
+
+
+def decode_action_value(raw: str) -> ActionValue:
+    """Parse a button value made by ``encode_action_value``; ValueError if it is not one."""
+    data = json.loads(raw)
+    if not isinstance(data, dict) or not isinstance(data.get("q"), str):
+        raise ValueError("not a trbot action value")
+    chunks = tuple(str(chunk) for chunk in data.get("c") or ())
+    return ActionValue(data["q"], chunks, data.get("x") or None, data.get("t") or None)
+
+
+def _dumps(data: dict[str, Any]) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def _shorten_question(data: dict[str, Any], limit: int, floor: int) -> None:
+    while len(_dumps(data)) > limit and len(data["q"]) > floor:
+        over = len(_dumps(data)) - limit
+        data["q"] = truncate(data["q"], max(floor, len(data["q"]) - max(over, 1)))
+
+
+# -- answers ---------------------------------------------------------------------------------
+
+
+def build_answer_blocks(
+    answer: Answer,
+    *,
+    context: str | None = None,
+    thread_ts: str | None = None,
+    shareable: bool = False,
+    echo_question: bool = False,
+    shared_by: str | None = None,
+) -> list[dict[str, Any]]:
+    """Block Kit for an answer: cited passages, sources, confidence and feedback buttons.
+
+    Args:
+        answer: The core's answer (a "not covered" or off-topic answer gets the honest reply).
+        context: The thread's earlier question, kept in the buttons so a share re-asks the same.
+        thread_ts: The thread the answer belongs to (kept in the share button).
+        shareable: Add a "Share in channel" button (for answers only the asker can see).
+        echo_question: Repeat the question at the top (slash commands, where it is not visible).
+        shared_by: The user id who shared this answer publicly, shown with the question.
+    """
+    value = ActionValue(answer.question, tuple(answer.chunk_ids), context, thread_ts)
+    head = _question_blocks(answer.question, echo_question, shared_by)
+    actions = [_actions_block(encode_action_value(value), shareable)]
+    if answer.status is not AnswerStatus.ANSWERED or not answer.passages:
+        return head + _not_covered_body(answer) + actions
+    return _fit_answer(answer, head, actions)
+
+
+def build_not_covered_blocks(answer: Answer, *, echo_question: bool = False) -> list[dict[str, Any]]:
+    """The honest reply when the guidance does not answer: the core's message and the team's contact."""
+    value = encode_action_value(ActionValue(answer.question))
+    return (
+        _question_blocks(answer.question, echo_question, None)
+        + _not_covered_body(answer)
+        + [_actions_block(value, shareable=False)]
+    )
+
+
+def build_answer_text(answer: Answer) -> str:
+    """Short plain fallback text (notifications, screen readers) for an answer; escaped mrkdwn."""
+    if answer.status is not AnswerStatus.ANSWERED or not answer.passages:
+        return fit_escaped(answer.message, MAX_FALLBACK_CHARS)
+    first = answer.passages[0]
+    quote = plain_from_markdown(first.highlights[0] if first.highlights else first.text)
+    citation = _citation_or_none(answer, first.citation)
+    source = f" [{first.citation}] {citation.title}" if citation else ""
+    return fit_escaped(f"{answer.message}{source}: “{' '.join(quote.split())}”", MAX_FALLBACK_CHARS)
+
+
+def _question_blocks(question: str, echo: bool, shared_by: str | None) -> list[dict[str, Any]]:
+    if not echo and not shared_by:
+        return []
+    asked = fit_escaped(" ".join(question.split()), MAX_ECHO_CHARS)
+    who = f"{user_mention(shared_by)} shared an answer to" if shared_by else "You asked"
+    return [context_block(f"{who}: _{asked}_" if asked else who)]
+
+
+def _not_covered_body(answer: Answer) -> list[dict[str, Any]]:
+    icon = ":compass:" if answer.status is AnswerStatus.OFF_TOPIC else ":mag:"
+    return [
+        section_block(f"{icon} {fit_escaped(answer.message, MAX_SECTION_CHARS - 20)}"),
+        context_block(f"Contact: {contact_line(answer.contact)}"),
+    ]
+
+
+def _fit_answer(answer: Answer, head: list[dict], actions: list[dict]) -> list[dict[str, Any]]:
+    intro = [section_block(escape_mrkdwn(answer.message))]
+    passages = _passages_within_budget(answer.passages)
+    while True:
+        shown = [p.citation for p in passages]
+        tail = _sources_blocks(answer, shown, len(answer.passages) - len(passages))
+        tail.append(_footer_block(answer))
+        blocks = head + intro + [_passage_block(answer, p) for p in passages] + tail + actions
+        if len(blocks) <= MAX_BLOCKS or len(passages) <= 1:
+            return blocks[:MAX_BLOCKS]
+        passages = passages[: len(passages) - (len(blocks) - MAX_BLOCKS)] or passages[:1]
+
+
+def _passages_within_budget(passages: Sequence[Passage]) -> list[Passage]:
+    kept: list[Passage] = []
+    used = 0
+    for passage in passages:
+        size = min(len(passage.text), MAX_SECTION_CHARS)
+        if kept and used + size > MAX_PASSAGE_CHARS_TOTAL:
+            break
+        kept.append(passage)
+        used += size
+    return kept
+
+
+def _passage_block(answer: Answer, passage: Passage) -> dict[str, Any]:
+    citation = _citation_or_none(answer, passage.citation)
+    title = truncate(citation.title, 80) if citation else ""
+    lead = f"*[{passage.citation}]*" + (f" _{escape_mrkdwn(title)}_" if title else "")
+    text = plain_from_markdown(passage.text)
+    segments = highlight_segments(text, [plain_from_markdown(h) for h in passage.highlights])
+    budget = MAX_SECTION_CHARS - len(lead) - 1
+    body = fit_escaped(text, budget, lambda cut: _quote(_cut_segments(segments, len(cut))))
+    return section_block(f"{lead}\n{body}")
+
+
+def highlight_segments(text: str, highlights: Sequence[str]) -> list[tuple[str, bool]]:
+    """Split ``text`` into (piece, is_highlight) pairs; highlights found in order, missing ones skipped."""
+    segments: list[tuple[str, bool]] = []
+    position = 0
+    for highlight in highlights:
+        start = text.find(highlight, position) if highlight.strip() else -1
+        if start == -1:
+            continue
+        if start > position:
+            segments.append((text[position:start], False))
+        segments.append((highlight, True))
+        position = start + len(highlight)
+    if position < len(text):
+        segments.append((text[position:], False))
+    return segments
+
+
+def _cut_segments(segments: list[tuple[str, bool]], length: int) -> list[tuple[str, bool]]:
+    """The segments shortened to ``length`` characters of text in all, ending with "…" if cut."""
+    total = sum(len(piece) for piece, _ in segments)
+    if length >= total:
+        return segments
+    kept: list[tuple[str, bool]] = []
+    left = max(length - len(ELLIPSIS), 0)
+    for piece, bold in segments:
+        if len(piece) >= left:
+            kept.append((piece[:left].rstrip(), bold))
+            break
+        kept.append((piece, bold))
+        left -= len(piece)
+    kept.append((ELLIPSIS, False))
+    return kept
+
+
+def _quote(segments: list[tuple[str, bool]]) -> str:
+    """Render segments as a mrkdwn block quote, highlights in bold."""
+    text = "".join(_bold(escape_mrkdwn(piece)) if bold else escape_mrkdwn(piece) for piece, bold in segments)
+    lines: list[str] = []
+    for line in (line.strip() for line in text.splitlines()):
+        if line or (lines and lines[-1]):  # keep one blank line between paragraphs
+            lines.append(line)
+    while lines and not lines[-1]:
+        lines.pop()
+    return "\n".join(f">{line}" for line in lines) or ">"
+
+
+def _bold(text: str) -> str:
+    # mrkdwn bold cannot span lines and needs the asterisks next to non-space characters.
+    out = []
+    for line in text.split("\n"):
+        core = line.strip().replace("*", "∗")
+        if not core:
+            out.append(line)
+            continue
+        lead = line[: len(line) - len(line.lstrip())]
+        trail = line[len(line.rstrip()) :]
+        out.append(f"{lead}*{core}*{trail}")
+    return "\n".join(out)
+
+
+def _sources_blocks(answer: Answer, shown: list[int], dropped: int) -> list[dict[str, Any]]:
+    lines = [_source_line(c) for c in answer.citations if c.number in shown]
+    if dropped:
+        lines.append(f"_{dropped} more passage{'s' if dropped > 1 else ''} not shown to keep this short._")
+    blocks, current = [], "*Sources*"
+    for line in lines:
+        if len(current) + 1 + len(line) > MAX_SECTION_CHARS:
+            blocks.append(section_block(current))
+            current = ""
+        current = f"{current}\n{line}" if current else line
+    blocks.append(section_block(current))
+    return blocks
+
+
+def _source_line(citation: Citation) -> str:
+    name = truncate(citation.title, MAX_TITLE_CHARS)
+    if citation.section and citation.section != citation.title:
+        name = f"{name} — {truncate(citation.section, MAX_TITLE_CHARS)}"
+    line = f"[{citation.number}] {link(citation.url, name)}"
+    if not citation.url:
+        line += f" ({escape_mrkdwn(truncate(citation.path, MAX_TITLE_CHARS))})"
+    if citation.last_reviewed:
+        line += f" · last reviewed {escape_mrkdwn(truncate(citation.last_reviewed, 40))}"
+    return _fit_mrkdwn(line, 600)
+
+
+def _footer_block(answer: Answer) -> dict[str, Any]:
+    confidence = _CONFIDENCE_TEXT.get(answer.confidence, escape_mrkdwn(str(answer.confidence)))
+    institution = escape_mrkdwn(answer.contact.institution)
+    return context_block(
+        f"Confidence: {confidence}\n"
+        f"These are quotes from {institution}'s guidance, not legal advice. "
+        f"For a decision on your case, contact {contact_line(answer.contact)}"
+    )
+
+
+def _actions_block(value: str, shareable: bool) -> dict[str, Any]:
+    elements = [
+        button(":thumbsup: Helpful", ACTION_HELPFUL, value),
+        button(":thumbsdown: Not helpful", ACTION_NOT_HELPFUL, value),
+    ]
+    if shareable:
+        elements.append(button(":loudspeaker: Share in channel", ACTION_SHARE, value, style="primary"))
+    return {"type": "actions", "block_id": "trbot_answer_actions", "elements": elements}
+
+
+def _citation_or_none(answer: Answer, number: int) -> Citation | None:
+    return next((c for c in answer.citations if c.number == number), None)
+
+
+# -- other replies ---------------------------------------------------------------------------
+
+
+def build_error_blocks(reference_id: str, contact: Contact) -> list[dict[str, Any]]:
+    """A short apology for an internal error, with a reference id to quote to the team."""
+    return [
+        section_block(build_error_text(reference_id)),
+        context_block(f"If it keeps happening: {contact_line(contact)}"),
+    ]
+
+
+def build_error_text(reference_id: str) -> str:
+    ref = escape_mrkdwn(reference_id)
+    return (
+        ":warning: Sorry, something went wrong on my side and I couldn't answer that. "
+        f"Please try again in a minute. Reference: `{ref}`"
+    )
+
+
+def build_notice_text(message: str) -> str:
+    """A short message to the user (e.g. why a question cannot be asked), escaped."""
+    return fit_escaped(message, MAX_SECTION_CHARS)
+
+
+def build_channel_off_text(command: str) -> str:
+    return (
+        "I don't answer questions in this channel. Send me a direct message, "
+        f"or use `{escape_mrkdwn(command)} your question` for a private answer."
+    )
+
+
+def build_usage_text(command: str, contact: Contact) -> str:
+    cmd = escape_mrkdwn(command)
+    return (
+        f"Ask a research-security question, e.g. `{cmd} do I need an export licence to present "
+        f"at a conference abroad?` Only you will see the answer. Contact: {contact_line(contact)}"
+    )
+
+
+def build_progress_text() -> str:
+    return ":hourglass_flowing_sand: Looking that up in the guidance…"
+
+
+def build_shared_text(channel_ok: bool) -> str:
+    return "Shared in the channel." if channel_ok else "I couldn't share it here, sorry."
+
+
+def build_feedback_thanks_text() -> str:
+    return "Thanks for the feedback; it helps the team improve the guidance."
+
+
+def build_feedback_modal(private_metadata: str, team_name: str) -> dict[str, Any]:
+    """The "Not helpful" modal: an optional reason, sent to the research-security team."""
+    return {
+        "type": "modal",
+        "callback_id": VIEW_FEEDBACK,
+        "private_metadata": private_metadata[:MAX_METADATA_CHARS],
+        "title": plain_text("Feedback", 24),
+        "submit": plain_text("Send", 24),
+        "close": plain_text("Skip", 24),
+        "blocks": [
+            section_block(
+                f"Thanks. What was missing or wrong? Your note goes to the {escape_mrkdwn(team_name)}."
+            ),
+            {
+                "type": "input",
+                "block_id": REASON_BLOCK,
+                "optional": True,
+                "label": plain_text("Reason (optional)", 2000),
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": REASON_ACTION,
+                    "multiline": True,
+                    "max_length": MAX_REASON_CHARS,
+                },
+            },
+        ],
+    }
+
+
+def build_feedback_thanks_view() -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "title": plain_text("Feedback", 24),
+        "close": plain_text("Close", 24),
+        "blocks": [section_block(build_feedback_thanks_text())],
+    }
+
+
+def build_home_view(institution: InstitutionSettings, *, command: str, examples: Sequence[str] = ()) -> dict:
+    """The App Home tab: what the bot does and does not do, examples, escalation and the team's contact."""
+    contact = institution.contact()
+    name = escape_mrkdwn(institution.name)
+    cmd = escape_mrkdwn(command)
+    questions = examples or DEFAULT_EXAMPLES
+    return {
+        "type": "home",
+        "blocks": [
+            header_block("Trusted Research assistant"),
+            section_block(
+                f"I answer research-security (Trusted Research) questions by quoting {name}'s own "
+                "guidance, with numbered citations and links to the sources."
+            ),
+            section_block(
+                "*How to ask*\n"
+                "• Send me a direct message.\n"
+                "• Mention me in a channel: I reply in a thread, and you can ask follow-ups there "
+                "without mentioning me again.\n"
+                f"• Type `{cmd} your question` for an answer only you can see, which you can then share."
+            ),
+            section_block(
+                "*What I don't do*\n"
+                "• I don't give legal advice, approve collaborations or decide export-licence questions.\n"
+                "• I don't guess: if the guidance doesn't cover your question, I say so and point you "
+                "to the team.\n"
+                "• I only read messages that mention me, direct messages, threads I've answered and "
+                "channels an admin has set me to watch."
+            ),
+            section_block("*Example questions*\n" + "\n".join(f"• _{escape_mrkdwn(q)}_" for q in questions)),
+            section_block(
+                "*When you need a person*\n"
+                f"For a decision on your case, or when my answer doesn't help, contact the "
+                f"{escape_mrkdwn(institution.team_name)}: {contact_line(contact)}. "
+                "Use *Not helpful* under an answer to tell the team what was missing."
+            ),
+            context_block("Answers quote the guidance; check the cited source and its last-reviewed date."),
+        ],
+    }
+
+
+DEFAULT_EXAMPLES = (
+    "Do I need an export licence to take my laptop to a conference abroad?",
+    "What due diligence do I need before partnering with an overseas university?",
+    "Is there an exemption from export controls for basic scientific research?",
+    "Can a visiting researcher from abroad access our lab's data?",
+)
