@@ -106,16 +106,19 @@ def _run(
     report: IndexReport,
     progress: ProgressFactory | None,
 ) -> None:
-    meta = IndexMeta(embedder.name, embedder.dimension, 0, chunking_signature(options), None)
-    report.full_rebuild_reason = _rebuild_reason(store.meta(), meta)
+    chunking = chunking_signature(options)
+    report.full_rebuild_reason = _rebuild_reason(store.meta(), embedder.name, chunking)
     known = store.document_hashes() if report.full_rebuild_reason is None else {}
     changed = _classify(documents, known, report)
     work = [(doc, chunk_document(doc, options)) for doc in changed]
     present = {doc_id for _, doc_id in files}
-    removed = sorted(doc_id for doc_id in store.document_hashes() if doc_id not in present)
-    report.removed = removed
+    report.removed = sorted(doc_id for doc_id in store.document_hashes() if doc_id not in present)
+    if report.full_rebuild_reason is None and not work and not report.removed:
+        store.touch()  # nothing to embed: the model is never loaded
+        return
     stored = _embed(store, work, embedder, report, progress, reuse=report.full_rebuild_reason is None)
-    store.write(meta, stored, removed, clear=report.full_rebuild_reason is not None)
+    meta = IndexMeta(embedder.name, embedder.dimension, 0, chunking, None)
+    store.write(meta, stored, report.removed, clear=report.full_rebuild_reason is not None)
 
 
 def chunking_signature(options: ChunkingOptions) -> str:
@@ -123,12 +126,12 @@ def chunking_signature(options: ChunkingOptions) -> str:
     return json.dumps(asdict(options) | {"chunker": CHUNKER_VERSION}, sort_keys=True)
 
 
-def _rebuild_reason(old: IndexMeta | None, new: IndexMeta) -> str | None:
+def _rebuild_reason(old: IndexMeta | None, model: str, chunking: str) -> str | None:
     if old is None:
         return "new index"
-    if old.model != new.model or old.dimension != new.dimension:
-        return f"model changed from {old.model} to {new.model}"
-    if old.chunking != new.chunking:
+    if old.model != model:
+        return f"model changed from {old.model} to {model}"
+    if old.chunking != chunking:
         return "chunking settings changed"
     return None
 

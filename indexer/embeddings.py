@@ -17,7 +17,9 @@ class Embedder(Protocol):
     """Anything that turns texts into L2-normalised float32 vectors."""
 
     name: str
-    dimension: int
+
+    @property
+    def dimension(self) -> int: ...
 
     def embed_documents(self, texts: list[str]) -> np.ndarray: ...
 
@@ -25,29 +27,42 @@ class Embedder(Protocol):
 
 
 class SentenceTransformerEmbedder:
-    """A sentence-transformers model, loaded offline, on the CPU."""
+    """A sentence-transformers model, loaded offline, on the CPU, on first use.
+
+    Loading takes seconds (most of it importing torch), so an index run with nothing to
+    embed never loads it. The model setting is resolved at once, so a bad one fails early.
+    """
 
     def __init__(self, model: str, batch_size: int = 32) -> None:
         self.name = model
         self.batch_size = batch_size
-        self._model = _load_model(resolve_model_path(model))
+        self._path = resolve_model_path(model)
+        self._model = None
+
+    @property
+    def model(self):  # noqa: ANN201 - the model class is imported lazily (slow import)
+        if self._model is None:
+            self._model = _load_model(self._path)
+        return self._model
+
+    @property
+    def dimension(self) -> int:
         measure = (
-            getattr(self._model, "get_embedding_dimension", None)
-            or self._model.get_sentence_embedding_dimension
+            getattr(self.model, "get_embedding_dimension", None)
+            or self.model.get_sentence_embedding_dimension
         )
-        dimension = measure()
-        self.dimension = int(dimension or len(self.embed_query("dimension probe")))
+        return int(measure() or len(self.embed_query("dimension probe")))
 
     def embed_documents(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self._model.encode(
+        vectors = self.model.encode(
             texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
         )
         return np.asarray(vectors, dtype=np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:
-        vector = self._model.encode([text], normalize_embeddings=True, show_progress_bar=False)[0]
+        vector = self.model.encode([text], normalize_embeddings=True, show_progress_bar=False)[0]
         return np.asarray(vector, dtype=np.float32)
 
 

@@ -87,6 +87,15 @@ class StoredChunk:
 
 
 @dataclass(frozen=True)
+class LoadedChunks:
+    """What a query process needs of the chunks: records, token strings and one embedding matrix."""
+
+    chunks: list[Chunk]
+    tokens: list[str]
+    matrix: np.ndarray
+
+
+@dataclass(frozen=True)
 class DocumentRow:
     doc_id: str
     path: str
@@ -191,6 +200,12 @@ class IndexStore:
         except sqlite3.DatabaseError as exc:
             raise CorruptIndexError(f"could not write the index at {self.path}: {exc}") from exc
 
+    def touch(self) -> None:
+        """Record an index run that changed nothing."""
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        with self.db.atomic():
+            self.db["meta"].upsert({"key": "indexed_at", "value": now}, pk="key")
+
     def _delete_document(self, doc_id: str) -> None:
         self.db.execute("delete from chunks where doc_id = ?", [doc_id])
         self.db.execute("delete from documents where doc_id = ?", [doc_id])
@@ -219,16 +234,31 @@ class IndexStore:
         chunks = self.db.execute("select count(*) from chunks").fetchone()[0]
         return documents, chunks
 
-    def load_chunks(self, dimension: int) -> list[StoredChunk]:
-        """Every chunk with its tokens and embedding, in document order."""
+    def load_chunks(self, dimension: int) -> LoadedChunks:
+        """Every chunk, its BM25 tokens (space-joined) and the embedding matrix, in document order.
+
+        Rows are read one at a time into a preallocated matrix, so a large index is never
+        held twice in memory.
+        """
+        count = self.counts()[1]
+        matrix = np.zeros((count, dimension), dtype=np.float32)
+        chunks: list[Chunk] = []
+        tokens: list[str] = []
         sql = (
-            "select c.*, d.title from chunks c join documents d on d.doc_id = c.doc_id "
-            "order by c.doc_id, c.ordinal"
+            "select c.chunk_id, c.doc_id, c.ordinal, c.heading_path, c.text, c.tokens, c.embedding, d.title "
+            "from chunks c join documents d on d.doc_id = c.doc_id order by c.doc_id, c.ordinal"
         )
         try:
-            return [_stored_from_row(row, dimension) for row in self._rows(sql)]
-        except (ValueError, json.JSONDecodeError) as exc:
+            for number, row in enumerate(self.db.execute(sql)):
+                chunk_id, doc_id, ordinal, heading_path, text, token_text, blob, title = row
+                chunks.append(Chunk(chunk_id, doc_id, ordinal, title, tuple(json.loads(heading_path)), text))
+                tokens.append(token_text or "")
+                matrix[number] = from_blob(blob, dimension)
+        except (ValueError, IndexError, json.JSONDecodeError) as exc:
             raise CorruptIndexError(f"{self.path}: damaged chunk data ({exc}); run 'trbot index'") from exc
+        except sqlite3.DatabaseError as exc:
+            raise CorruptIndexError(f"{self.path} cannot be read ({exc}); run 'trbot index'") from exc
+        return LoadedChunks(chunks, tokens, matrix[: len(chunks)])
 
     def _rows(self, sql: str, params: list | None = None) -> list[dict]:
         try:
@@ -279,10 +309,3 @@ def _document_from_row(row: dict) -> DocumentRow:
         owner=row["owner"],
         content_hash=row["content_hash"],
     )
-
-
-def _stored_from_row(row: dict, dimension: int) -> StoredChunk:
-    heading_path = tuple(json.loads(row["heading_path"]))
-    chunk = Chunk(row["chunk_id"], row["doc_id"], row["ordinal"], row["title"], heading_path, row["text"])
-    embedding = from_blob(row["embedding"], dimension)
-    return StoredChunk(chunk, (row["tokens"] or "").split(), row["text_hash"] or "", embedding)

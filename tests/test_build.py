@@ -181,3 +181,27 @@ def test_index_is_searchable_after_an_incremental_run(corpus_copy, tmp_path):
     hits = index.search("ATAS certificate", top_k=3)
     assert hits and hits[0].doc_id == "atas.md"
     assert all(hit.doc_id != "sanctions.md" for hit in index.search("sanctions list", top_k=10))
+
+
+class _UnloadableEmbedder(FakeEmbedder):
+    """Stands for a model that would take seconds to load: touching it fails the test."""
+
+    @property
+    def dimension(self) -> int:
+        raise AssertionError("the model was loaded for a run with nothing to embed")
+
+    @dimension.setter
+    def dimension(self, value: int) -> None:
+        pass
+
+
+def test_unchanged_run_never_loads_the_model_but_records_the_run(corpus_copy, tmp_path):
+    build_index([corpus_copy], tmp_path / "i.db", FakeEmbedder(), OPTIONS)
+    store = IndexStore.open(tmp_path / "i.db")
+    store.db["meta"].upsert({"key": "indexed_at", "value": "2000-01-01T00:00:00+00:00"}, pk="key")
+    store.close()
+    report = build_index([corpus_copy], tmp_path / "i.db", _UnloadableEmbedder(), OPTIONS)
+    assert report.chunks_embedded == 0 and report.full_rebuild_reason is None
+    store = IndexStore.open(tmp_path / "i.db")
+    assert store.meta().indexed_at > "2000-01-01T00:00:00+00:00"
+    store.close()

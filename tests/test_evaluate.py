@@ -149,7 +149,7 @@ def index(fake_embedder) -> SearchIndex:
         StoredChunk(chunk, tokenize(chunk.embedding_text), text_hash(chunk), vector)
         for chunk, vector in zip(chunks, vectors, strict=True)
     ]
-    return SearchIndex(stored, {}, fake_embedder, RetrievalOptions())
+    return SearchIndex.from_stored(stored, {}, fake_embedder, RetrievalOptions())
 
 
 def test_evaluate_scores_every_mode_with_values_between_zero_and_one(index):

@@ -193,7 +193,7 @@ def stored_chunks(embedder: FakeEmbedder) -> list[StoredChunk]:
 
 
 def make_index(embedder: FakeEmbedder, **options) -> SearchIndex:
-    return SearchIndex(stored_chunks(embedder), {}, embedder, RetrievalOptions(**options))
+    return SearchIndex.from_stored(stored_chunks(embedder), {}, embedder, RetrievalOptions(**options))
 
 
 def assert_best_first(hits) -> None:
@@ -272,7 +272,7 @@ def test_an_unknown_mode_raises_value_error_naming_the_modes(fake_embedder):
 
 @pytest.mark.parametrize("mode", ["hybrid", "bm25", "dense"])
 def test_an_empty_index_returns_no_hits(fake_embedder, mode):
-    index = SearchIndex([], {}, fake_embedder, RetrievalOptions())
+    index = SearchIndex.from_stored([], {}, fake_embedder, RetrievalOptions())
 
     assert index.search("export", mode=mode) == []
     assert index.matrix.shape == (0, fake_embedder.dimension)
