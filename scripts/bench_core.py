@@ -774,12 +774,14 @@ def _latency_rows(label: str, data: dict) -> list[Row]:
         value = f"{data['generate_s']:.1f} s + {data['index_build_s']:.1f} s"
         rows.append((f"{label}: generate + SearchIndex build", value, "", "info"))
     if "peak_rss_mb" in data:
+        # Built in memory from generated source records, which are alive at the same time:
+        # not how trbot loads an index, so the target is judged on the SearchIndex.load row.
         rows.append(
             (
-                f"{label}: peak RSS",
+                f"{label}: peak RSS, built in memory",
                 f"{data['peak_rss_mb']:.0f} MB (model {data['rss_model_mb']:.0f} MB)",
-                f"<= {rss_target:.0f} MB" if rss_target else "",
-                verdict(data["peak_rss_mb"] <= rss_target if rss_target else None),
+                "",
+                "info",
             )
         )
     loaded = data.get("sqlite_load")
