@@ -5,17 +5,23 @@ No Slack imports: the CLI and the Slack app both call ``Answerer.answer``.
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Sequence
+from pathlib import Path
 
-from bot.config import AnswerSettings, Config, InstitutionSettings
+import numpy as np
+import yaml
+
+from bot.config import AnswerSettings, Config, ConfigError, InstitutionSettings
 from bot.records import Answer, AnswerStatus, Citation, Confidence, Contact, Passage
 from indexer.embeddings import SentenceTransformerEmbedder
+from indexer.evaluate import EvalQuestion
 from indexer.search import Hit, SearchIndex
 from indexer.text import split_sentences
 
 # Passages from one document shown at most; a second passage from the same document is
 # shown only when it is nearly as relevant as the best one.
 PASSAGES_PER_DOCUMENT = 2
+_Sentences = tuple[list[list[str]], np.ndarray]  # each passage's sentences, and their similarities
 # A passage is shown only if its similarity is within this margin of the best passage's.
 RELEVANCE_MARGIN = 0.12
 
@@ -31,14 +37,20 @@ class Answerer:
         index: The loaded index (its embedder is used for the query and the highlights).
         settings: Thresholds and sizes (``Config.answer``).
         institution: Whom to name as the contact (``Config.institution``).
+        off_topic: Example requests the bot does not handle (``knowledge/off-topic.yaml``).
     """
 
     def __init__(
-        self, index: SearchIndex, settings: AnswerSettings, institution: InstitutionSettings
+        self,
+        index: SearchIndex,
+        settings: AnswerSettings,
+        institution: InstitutionSettings,
+        off_topic: Sequence[str] = (),
     ) -> None:
         self.index = index
         self.settings = settings
         self.contact = institution.contact()
+        self.off_topic = index.embedder.embed_documents(list(off_topic)) if off_topic else None
 
     def answer(self, question: str, context: str | None = None) -> Answer:
         """Answer a question; ``context`` is the thread's earlier question, for short follow-ups.
@@ -48,16 +60,31 @@ class Answerer:
         """
         question = self.check_question(question)
         query = self._query(question, context)
-        hits = self.index.search(query, top_k=self.settings.top_passages * 2, per_doc=PASSAGES_PER_DOCUMENT)
+        vector = self.index.embedder.embed_query(query)
+        limit = self.settings.top_passages
+        hits = self.index.search(query, top_k=limit * 2, per_doc=PASSAGES_PER_DOCUMENT, query_vector=vector)
         if not hits:
-            return self._decline(question, 0.0)
-        shown = select_passages(hits, self.settings.top_passages)
-        sentences, similarities = self._sentence_similarities(query, shown)
+            return self._decline(question, AnswerStatus.OFF_TOPIC)
+        shown = select_passages(hits, limit)
+        sentences, similarities = self._sentence_similarities(vector, shown)
         relevance = relevance_of(shown, similarities)
-        if relevance < self.settings.min_similarity:
-            return self._decline(question, relevance)
+        status = self._judge(relevance, vector)
+        if status is not AnswerStatus.ANSWERED:
+            return self._decline(question, status)
         highlights = _pick_per_passage(sentences, similarities, self.settings.highlight_sentences)
         return self._answered(question, shown, highlights, relevance)
+
+    def _judge(self, relevance: float, vector: np.ndarray) -> AnswerStatus:
+        """Answer only when the guidance is relevant enough and the question is not more like
+        a request the bot does not handle (IT, HR, bookings...) than like the guidance."""
+        nearest_off_topic = float((self.off_topic @ vector).max()) if self.off_topic is not None else -1.0
+        if nearest_off_topic > relevance + self.settings.off_topic_margin:
+            return AnswerStatus.OFF_TOPIC
+        if relevance < self.settings.min_similarity / 2:
+            return AnswerStatus.OFF_TOPIC  # nothing in the guidance is even near the question
+        if relevance < self.settings.min_similarity:
+            return AnswerStatus.NOT_COVERED
+        return AnswerStatus.ANSWERED
 
     def check_question(self, question: str) -> str:
         text = " ".join((question or "").split())
@@ -78,10 +105,7 @@ class Answerer:
             return f"{' '.join(context.split())} {question}"
         return question
 
-    def _decline(self, question: str, relevance: float) -> Answer:
-        # Below half the answer threshold nothing in the guidance is even near the question.
-        off_topic = relevance < self.settings.min_similarity / 2
-        status = AnswerStatus.OFF_TOPIC if off_topic else AnswerStatus.NOT_COVERED
+    def _decline(self, question: str, status: AnswerStatus) -> Answer:
         return Answer(
             question, status, Confidence.NONE, (), (), self.contact, decline_message(status, self.contact)
         )
@@ -107,14 +131,15 @@ class Answerer:
             last_reviewed=document.last_reviewed,
         )
 
-    def _sentence_similarities(self, query: str, hits: list[Hit]) -> tuple[list[list[str]], np.ndarray]:
+    def _sentence_similarities(
+        self, vector: np.ndarray, hits: list[Hit]
+    ) -> tuple[list[list[str]], np.ndarray]:
         """Each passage's sentences, and every sentence's similarity to the query (flattened)."""
         sentences = [[s for s in split_sentences(hit.chunk.text) if len(s.split()) >= 4] for hit in hits]
         flat = [sentence for group in sentences for sentence in group]
         if not flat:
             return sentences, np.zeros(0, dtype=np.float32)
-        embedder = self.index.embedder
-        return sentences, embedder.embed_documents(flat) @ embedder.embed_query(query)
+        return sentences, self.index.embedder.embed_documents(flat) @ vector
 
 
 def relevance_of(hits: list[Hit], sentence_similarities: np.ndarray) -> float:
@@ -190,19 +215,51 @@ def open_answerer(config: Config, embedder: SentenceTransformerEmbedder | None =
 
     Raises:
         IndexerError: no usable index, or the model cannot be loaded or does not match.
+        ConfigError: the off-topic examples file is malformed.
     """
     embedder = embedder or load_embedder(config)
     index = SearchIndex.load(config.paths.index_db, embedder, config.retrieval)
-    return Answerer(index, config.answer, config.institution)
+    return Answerer(index, config.answer, config.institution, load_off_topic(config.paths.off_topic))
 
 
-def gate_accuracy(answerer: Answerer, questions) -> dict[str, float]:
-    """Share of answerable questions answered, and of off-topic ones (empty ``expect``) declined."""
+def load_off_topic(path: Path) -> list[str]:
+    """The example off-topic requests: a YAML list of strings (a missing file means none)."""
+    if not path.exists():
+        return []
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the off-topic examples ({str(exc).splitlines()[0]})") from exc
+    if not isinstance(data, list) or not all(isinstance(item, str) and item.strip() for item in data):
+        raise ConfigError(f"{path}: expected a YAML list of example requests (one string each)")
+    return data
+
+
+def answer_quality(answerer: Answerer, questions: Sequence[EvalQuestion]) -> dict[str, float]:
+    """How the whole answer path does on an evaluation set.
+
+    Returns shares of: answerable questions answered; off-topic ones (empty ``expect``)
+    declined; answerable questions whose first citation, or any citation, is an expected
+    document.
+    """
     answerable = [q for q in questions if q.expect]
     off_topic = [q for q in questions if not q.expect]
-    answered = sum(answerer.answer(q.question).status is AnswerStatus.ANSWERED for q in answerable)
+    answered = first = anywhere = 0
+    for question in answerable:
+        answer = answerer.answer(question.question)
+        cited = [citation.path for citation in answer.citations]
+        answered += answer.status is AnswerStatus.ANSWERED
+        first += bool(cited) and cited[0] in question.expect
+        anywhere += bool(set(cited) & set(question.expect))
     declined = sum(answerer.answer(q.question).status is not AnswerStatus.ANSWERED for q in off_topic)
+    total = len(answerable)
     return {
-        "answered": answered / len(answerable) if answerable else 1.0,
-        "declined": declined / len(off_topic) if off_topic else 1.0,
+        "answered": _share(answered, total),
+        "declined": _share(declined, len(off_topic)),
+        "first_cited": _share(first, total),
+        "any_cited": _share(anywhere, total),
     }
+
+
+def _share(count: int, total: int) -> float:
+    return count / total if total else 1.0

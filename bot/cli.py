@@ -223,12 +223,12 @@ def eval_command(config: Config, file: Path, db: Path | None, as_json: bool) -> 
 
         trbot eval eval/questions.yaml
     """
-    from bot.answer import gate_accuracy
+    from bot.answer import answer_quality
 
     questions = load_questions(file)
     answerer = open_answerer(_with_overrides(config, db=db))
     results = evaluate(answerer.index, questions)
-    gate = gate_accuracy(answerer, questions)
+    gate = answer_quality(answerer, questions)
     if as_json:
         click.echo(json.dumps({"modes": [vars(r) for r in results], "gate": gate}, indent=2))
         return
@@ -250,8 +250,9 @@ def format_eval(results: list[ModeScores], gate: dict[str, float], count: int) -
         if r.misses:
             rows.append(f"         missed at 5: {', '.join(r.misses)}")
     rows.append(
-        f"answer gate over {count} questions: {gate['answered']:.3f} of answerable answered, "
-        f"{gate['declined']:.3f} of off-topic declined"
+        f"answers over {count} questions: {gate['answered']:.3f} of answerable answered, "
+        f"{gate['declined']:.3f} of off-topic declined; an expected document cited first "
+        f"{gate['first_cited']:.3f}, cited at all {gate['any_cited']:.3f}"
     )
     return "\n".join(rows)
 

@@ -50,6 +50,7 @@ class PathSettings:
     guidance_dir: Path = Path("knowledge/guidance")
     index_db: Path = Path("var/index.db")
     state_db: Path = Path("var/trbot.db")
+    off_topic: Path = Path("knowledge/off-topic.yaml")
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class AnswerSettings:
     top_passages: int = 3
     min_similarity: float = 0.35
     high_confidence: float = 0.55
+    off_topic_margin: float = 0.05
     highlight_sentences: int = 2
     max_question_chars: int = 1000
     followup_max_words: int = 12

@@ -242,15 +242,24 @@ class SearchIndex:
             store.close()
 
     def search(
-        self, query: str, top_k: int = 5, mode: str = "hybrid", per_doc: int | None = None
+        self,
+        query: str,
+        top_k: int = 5,
+        mode: str = "hybrid",
+        per_doc: int | None = None,
+        query_vector: np.ndarray | None = None,
     ) -> list[Hit]:
-        """The best chunks for a query, best first, at most ``per_doc`` from one document."""
+        """The best chunks for a query, best first, at most ``per_doc`` from one document.
+
+        ``query_vector`` is the query's embedding, when the caller already has it.
+        """
         if mode not in MODES:
             raise ValueError(f"mode {mode!r} is not one of {', '.join(MODES)}")
         if not self.chunks:
             return []
         bm25 = self.bm25.scores(tokenize(query))
-        dense = dense_scores(self.matrix, self.embedder.embed_query(query))
+        vector = self.embedder.embed_query(query) if query_vector is None else query_vector
+        dense = dense_scores(self.matrix, vector)
         scores = self._scores(mode, bm25, dense, depth=max(self.options.candidates, 20 * top_k))
         ranked = sorted(scores, key=lambda i: (-scores[i], i))
         per_doc = self.options.per_doc if per_doc is None else per_doc

@@ -90,3 +90,28 @@ def test_answer_serialises_to_json(real_answerer):
 def test_empty_or_overlong_questions_are_refused(real_answerer, question):
     with pytest.raises(QuestionError):
         real_answerer.answer(question)
+
+
+@pytest.mark.model
+def test_requests_like_an_off_topic_example_are_declined(real_answerer):
+    from bot.answer import Answerer
+
+    examples = ["book me a train or a flight", "how do I claim my travel expenses"]
+    strict = Answerer(real_answerer.index, real_answerer.settings, INSTITUTION, examples)
+    question = "please book me a flight to the conference in Vienna"
+    assert strict.answer(question).status is AnswerStatus.OFF_TOPIC
+    assert strict.answer("Do I need an ATAS certificate?").status is AnswerStatus.ANSWERED
+
+
+def test_off_topic_examples_file_is_read_and_checked(tmp_path):
+    from bot.answer import load_off_topic
+    from bot.config import ConfigError
+
+    assert load_off_topic(tmp_path / "missing.yaml") == []
+    good = tmp_path / "good.yaml"
+    good.write_text("- book me a train\n- what's the weather\n")
+    assert load_off_topic(good) == ["book me a train", "what's the weather"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("book: a train\n")
+    with pytest.raises(ConfigError, match="expected a YAML list"):
+        load_off_topic(bad)

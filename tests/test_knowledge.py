@@ -60,3 +60,9 @@ def test_evaluation_questions_point_at_real_documents():
         text = " ".join((GUIDANCE / name).read_text(encoding="utf-8").lower() for name in question["expect"])
         for phrase in question.get("phrases") or []:
             assert phrase.lower() in text, (question["id"], phrase)
+
+
+def test_shipped_off_topic_examples_load():
+    from bot.answer import load_off_topic
+
+    assert len(load_off_topic(REPO / "knowledge" / "off-topic.yaml")) >= 20
