@@ -21,7 +21,6 @@ from indexer.text import split_sentences
 # Passages from one document shown at most; a second passage from the same document is
 # shown only when it is nearly as relevant as the best one.
 PASSAGES_PER_DOCUMENT = 2
-_Sentences = tuple[list[list[str]], np.ndarray]  # each passage's sentences, and their similarities
 # A passage is shown only if its similarity is within this margin of the best passage's.
 RELEVANCE_MARGIN = 0.12
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import textwrap
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from bot.answer import QuestionError, load_embedder, open_answerer, placeholders_from
+from bot.answer import QuestionError, answer_quality, load_embedder, open_answerer, placeholders_from
 from bot.config import Config, ConfigError, load_config
 from bot.records import Answer, AnswerStatus
 from indexer.build import IndexReport, build_index
@@ -131,8 +132,6 @@ def ask(config: Config, question: str, db: Path | None, top: int | None, as_json
 
 
 def _with_overrides(config: Config, db: Path | None = None, top: int | None = None) -> Config:
-    import dataclasses
-
     if db is not None:
         config = dataclasses.replace(config, paths=dataclasses.replace(config.paths, index_db=db))
     if top is not None:
@@ -223,8 +222,6 @@ def eval_command(config: Config, file: Path, db: Path | None, as_json: bool) -> 
 
         trbot eval eval/questions.yaml
     """
-    from bot.answer import answer_quality
-
     questions = load_questions(file)
     answerer = open_answerer(_with_overrides(config, db=db))
     results = evaluate(answerer.index, questions)

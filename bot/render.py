@@ -248,16 +248,6 @@ def build_answer_blocks(
     return _fit_answer(answer, head, actions)
 
 
-def build_not_covered_blocks(answer: Answer, *, echo_question: bool = False) -> list[dict[str, Any]]:
-    """The honest reply when the guidance does not answer: the core's message and the team's contact."""
-    value = encode_action_value(ActionValue(answer.question))
-    return (
-        _question_blocks(answer.question, echo_question, None)
-        + _not_covered_body(answer)
-        + [_actions_block(value, shareable=False)]
-    )
-
-
 def build_answer_text(answer: Answer) -> str:
     """Short plain fallback text (notifications, screen readers) for an answer; escaped mrkdwn."""
     if answer.status is not AnswerStatus.ANSWERED or not answer.passages:
@@ -472,10 +462,6 @@ def build_usage_text(command: str, contact: Contact) -> str:
 
 def build_progress_text() -> str:
     return ":hourglass_flowing_sand: Looking that up in the guidance…"
-
-
-def build_shared_text(channel_ok: bool) -> str:
-    return "Shared in the channel." if channel_ok else "I couldn't share it here, sorry."
 
 
 def build_feedback_thanks_text() -> str:

@@ -209,15 +209,16 @@ def _with_metadata(meta: dict[str, Any], title: str, sections: tuple[Section, ..
         "title": title,
         "sections": sections,
         "summary": str(meta.get("summary") or ""),
-        "sources": _as_tuple(meta.get("sources")),
-        "topics": _as_tuple(meta.get("topics")),
+        "sources": as_strings(meta.get("sources")),
+        "topics": as_strings(meta.get("topics")),
         "last_reviewed": str(meta["last_reviewed"]) if meta.get("last_reviewed") else None,
         "owner": str(meta["owner"]) if meta.get("owner") else None,
         "metadata": meta,
     }
 
 
-def _as_tuple(value: Any) -> tuple[str, ...]:
+def as_strings(value: Any) -> tuple[str, ...]:
+    """A front-matter value as a tuple of strings: a single string is one item."""
     if value is None:
         return ()
     if isinstance(value, str):

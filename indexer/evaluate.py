@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from indexer.documents import as_strings
 from indexer.errors import IndexerError
 from indexer.search import MODES, SearchIndex
 
@@ -54,17 +55,9 @@ def _question(item: object, path: Path, number: int) -> EvalQuestion:
     return EvalQuestion(
         id=str(item.get("id", number)),
         question=str(item["question"]),
-        expect=_as_tuple(item.get("expect")),
-        phrases=tuple(p.lower() for p in _as_tuple(item.get("phrases"))),
+        expect=as_strings(item.get("expect")),
+        phrases=tuple(p.lower() for p in as_strings(item.get("phrases"))),
     )
-
-
-def _as_tuple(value: object) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return (value,)
-    return tuple(str(item) for item in value)  # type: ignore[union-attr]
 
 
 def reciprocal_rank(ranked: Sequence[str], relevant: set[str]) -> float:

@@ -192,7 +192,7 @@ class SearchIndex:
         self,
         chunks: list[Chunk],
         tokens: Iterable[Sequence[str]],
-        matrix: np.ndarray,
+        matrix: np.ndarray | None,
         documents: dict[str, DocumentRow],
         embedder: Embedder,
         options: RetrievalOptions,
@@ -213,9 +213,9 @@ class SearchIndex:
         options: RetrievalOptions,
     ) -> SearchIndex:
         """Build from ``StoredChunk`` records (tests and benchmarks; ``load`` reads the file)."""
-        matrix = np.vstack([s.embedding for s in stored]) if stored else np.zeros((0, embedder.dimension))
+        matrix = np.vstack([s.embedding for s in stored]).astype(np.float32, copy=False) if stored else None
         tokens = (s.tokens for s in stored)
-        return cls([s.chunk for s in stored], tokens, matrix.astype(np.float32), documents, embedder, options)
+        return cls([s.chunk for s in stored], tokens, matrix, documents, embedder, options)
 
     @classmethod
     def load(cls, db_path: Path, embedder: Embedder, options: RetrievalOptions) -> SearchIndex:

@@ -22,8 +22,8 @@ from urllib.parse import urlencode
 from slack_sdk.signature import SignatureVerifier
 
 from bot.app import create_app
-from bot.config import Config, config_from_dict
-from bot.records import Answer, AnswerStatus, Citation, Confidence, Contact, Passage
+from bot.config import Config, InstitutionSettings, config_from_dict
+from bot.records import Answer, AnswerStatus, Citation, Confidence, Passage
 from bot.serve import EVENTS_PATH, make_http_server
 from bot.state import StateStore
 from tests.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack
@@ -32,13 +32,7 @@ SECRET = "secret"
 USER = "U0ASKER"
 CHANNEL = "C0GENERAL"
 DM = "D0ASKER"
-CONTACT = Contact(
-    team_name="Research Security Team",
-    email="research-security@example.ac.uk",
-    slack_channel="#research-security-help",
-    url="https://www.example.ac.uk/research-security",
-    institution="Example University",
-)
+CONTACT = InstitutionSettings().contact()  # the defaults the test configs use too
 _ids = itertools.count(1)
 
 
