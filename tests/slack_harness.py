@@ -21,10 +21,10 @@ from urllib.parse import urlencode
 
 from slack_sdk.signature import SignatureVerifier
 
-from bot.app import create_app
 from bot.config import Config, InstitutionSettings, config_from_dict
 from bot.records import Answer, AnswerStatus, Citation, Confidence, Passage
-from bot.serve import EVENTS_PATH, make_http_server
+from bot.slack.app import create_app
+from bot.slack.serve import EVENTS_PATH, make_http_server
 from bot.state import StateStore
 from tests.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack
 

@@ -11,6 +11,7 @@ import yaml
 from click.testing import CliRunner
 
 import bot.cli
+import bot.cli.answers
 from bot.cli import cli
 from tests.conftest import REPO, SMALL_CORPUS
 
@@ -35,7 +36,7 @@ def run(settings, monkeypatch, request):
     """Invoke trbot with the test settings; model tests share the session's loaded model."""
     if "real_embedder" in request.fixturenames:
         embedder = request.getfixturevalue("real_embedder")
-        monkeypatch.setattr(bot.cli, "load_embedder", lambda config: embedder)
+        monkeypatch.setattr(bot.cli.answers, "load_embedder", lambda config: embedder)
         monkeypatch.setattr("bot.answer.load_embedder", lambda config: embedder)
 
     def invoke(*args: str, input: str | None = None):

@@ -4,8 +4,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from bot.cli_slack import COMMANDS, feedback, manifest, serve
-from bot.serve import build_manifest
+from bot.cli.slack import COMMANDS, feedback, manifest, serve
+from bot.slack.serve import build_manifest
 from bot.state import StateStore
 from tests.slack_harness import make_config
 

@@ -15,8 +15,8 @@ import click
 import yaml
 
 from bot.config import Config, ConfigError
-from bot.serve import SlackConfigError, build_manifest, export_feedback
-from bot.serve import serve as serve_slack
+from bot.slack.serve import SlackConfigError, build_manifest, export_feedback
+from bot.slack.serve import serve as serve_slack
 from bot.state import StateStore
 from indexer.errors import IndexerError
 

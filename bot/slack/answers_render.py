@@ -9,27 +9,39 @@ long content with "…" and dropping trailing passages rather than failing.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from bot.config import InstitutionSettings
 from bot.records import Answer, AnswerStatus, Citation, Confidence, Contact, Passage
+from bot.slack.blocks import (
+    ELLIPSIS,
+    MAX_BLOCKS,
+    MAX_BUTTON_VALUE,
+    MAX_METADATA_CHARS,
+    MAX_SECTION_CHARS,
+    button,
+    contact_line,
+    context_block,
+    escape_mrkdwn,
+    fit_escaped,
+    fit_mrkdwn,
+    header_block,
+    link,
+    plain_from_markdown,
+    plain_text,
+    section_block,
+    truncate,
+    user_mention,
+)
 
-MAX_BLOCKS = 50
-MAX_SECTION_CHARS = 3000
-MAX_BUTTON_VALUE = 2000
-MAX_BUTTON_LABEL = 75
-MAX_HEADER_CHARS = 150
-MAX_METADATA_CHARS = 3000
 # Slack documents no limit on a message's total size, but very long messages are collapsed
 # and hard to read: passages beyond this budget are dropped (the sources still list them).
 MAX_PASSAGE_CHARS_TOTAL = 12_000
 MAX_FALLBACK_CHARS = 300
 MAX_ECHO_CHARS = 300
 MAX_TITLE_CHARS = 120
-ELLIPSIS = "…"
 
 ACTION_HELPFUL = "trbot_feedback_helpful"
 ACTION_NOT_HELPFUL = "trbot_feedback_not_helpful"
@@ -45,14 +57,6 @@ _CONFIDENCE_TEXT = {
     Confidence.LOW: "*Low* — the guidance may only partly answer this.",
     Confidence.NONE: "*None* — nothing in the guidance matches.",
 }
-_SLACK_ID = re.compile(r"[A-Z0-9]{2,}")
-_CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{2,}")
-_SAFE_URL = re.compile(r"(https?|mailto):[^\s<>|]+", re.IGNORECASE)
-# Guidance is written in Markdown, which Slack's mrkdwn does not read: keep the words only.
-_MD_LINK = re.compile(r"\[([^\]\n]+)\]\([^)\s]+\)")
-_MD_STRONG = re.compile(r"\*\*|__")
-_MD_BULLET = re.compile(r"^([ \t]*)[-*+][ \t]+", re.MULTILINE)
-_MD_HEADING = re.compile(r"^#{1,6}[ \t]+", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -63,117 +67,6 @@ class ActionValue:
     chunk_ids: tuple[str, ...] = ()
     context: str | None = None
     thread_ts: str | None = None
-
-
-# -- text helpers ----------------------------------------------------------------------------
-
-
-def escape_mrkdwn(text: str) -> str:
-    """Escape ``&``, ``<`` and ``>`` so text from outside cannot form links or mentions."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def truncate(text: str, limit: int) -> str:
-    """Shorten plain text to at most ``limit`` characters, at a word boundary where possible, with "…"."""
-    if len(text) <= limit:
-        return text
-    if limit <= len(ELLIPSIS):
-        return ELLIPSIS[:limit]
-    cut = text[: limit - len(ELLIPSIS)]
-    space = cut.rfind(" ")
-    if space >= len(cut) - 30 and space > 0:
-        cut = cut[:space]
-    return cut.rstrip() + ELLIPSIS
-
-
-def fit_escaped(text: str, limit: int, render: Callable[[str], str] = escape_mrkdwn) -> str:
-    """``render(text)`` shortened until it fits in ``limit`` characters (escaping can lengthen text)."""
-    rendered = render(text)
-    if len(rendered) <= limit:
-        return rendered
-    low, high = 0, len(text)
-    while low < high:  # the longest prefix whose rendering fits
-        mid = (low + high + 1) // 2
-        if len(render(truncate(text, mid))) <= limit:
-            low = mid
-        else:
-            high = mid - 1
-    return render(truncate(text, low))
-
-
-def plain_from_markdown(text: str) -> str:
-    """Guidance Markdown as plain words: links to their labels, no ``**``/``__``, "•" bullets, no ``#``."""
-    text = _MD_LINK.sub(r"\1", text)
-    text = _MD_STRONG.sub("", text)
-    text = _MD_BULLET.sub(r"\1• ", text)
-    return _MD_HEADING.sub("", text)
-
-
-def link(url: str | None, label: str) -> str:
-    """A mrkdwn link ``<url|label>`` with a safe label, or the escaped label alone if the URL is unusable."""
-    clean = escape_mrkdwn(label.replace("|", " ").replace(">", " ").replace("<", " ")).strip()
-    if not url or not _SAFE_URL.fullmatch(url.strip()):
-        return clean
-    return f"<{url.strip().replace('&', '&amp;')}|{clean}>"
-
-
-def user_mention(user_id: str | None) -> str:
-    return f"<@{user_id}>" if user_id and _SLACK_ID.fullmatch(user_id) else "someone"
-
-
-def channel_reference(channel: str) -> str:
-    """``<#C123>`` for a channel id, else the escaped name (e.g. "#research-security-help")."""
-    return f"<#{channel}>" if _CHANNEL_ID.fullmatch(channel) else escape_mrkdwn(channel)
-
-
-def contact_line(contact: Contact) -> str:
-    """The research-security team's contact details as one mrkdwn line."""
-    parts = [
-        f"*{escape_mrkdwn(contact.team_name)}*",
-        channel_reference(contact.slack_channel) if contact.slack_channel else "",
-        link(f"mailto:{contact.email}", contact.email) if contact.email else "",
-        link(contact.url, "web page") if contact.url else "",
-    ]
-    return " · ".join(part for part in parts if part)
-
-
-# -- block primitives ------------------------------------------------------------------------
-
-
-def section_block(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": _fit_mrkdwn(text, MAX_SECTION_CHARS)}}
-
-
-def context_block(text: str) -> dict[str, Any]:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": _fit_mrkdwn(text, MAX_SECTION_CHARS)}]}
-
-
-def header_block(text: str) -> dict[str, Any]:
-    return {"type": "header", "text": plain_text(text, MAX_HEADER_CHARS)}
-
-
-def plain_text(text: str, limit: int) -> dict[str, Any]:
-    return {"type": "plain_text", "text": truncate(text, limit), "emoji": True}
-
-
-def button(label: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
-    element = {"type": "button", "text": plain_text(label, MAX_BUTTON_LABEL), "action_id": action_id}
-    element["value"] = value[:MAX_BUTTON_VALUE]
-    if style:
-        element["style"] = style
-    return element
-
-
-def _fit_mrkdwn(text: str, limit: int) -> str:
-    # Already-rendered mrkdwn: cut before any partial entity or link so the markup stays valid.
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - len(ELLIPSIS)]
-    for opener, closer in (("&", ";"), ("<", ">")):
-        start = cut.rfind(opener)
-        if start != -1 and cut.find(closer, start) == -1:
-            cut = cut[:start]
-    return cut + ELLIPSIS
 
 
 # -- action values ---------------------------------------------------------------------------
@@ -394,7 +287,7 @@ def _source_line(citation: Citation) -> str:
         line += f" ({escape_mrkdwn(truncate(citation.path, MAX_TITLE_CHARS))})"
     if citation.last_reviewed:
         line += f" · last reviewed {escape_mrkdwn(truncate(citation.last_reviewed, 40))}"
-    return _fit_mrkdwn(line, 600)
+    return fit_mrkdwn(line, 600)
 
 
 def _footer_block(answer: Answer) -> dict[str, Any]:

@@ -9,9 +9,10 @@ import json
 import pytest
 
 import bot.answer
-from bot import render, serve
-from bot.app import BOT_EVENTS, BOT_SCOPES
-from bot.serve import SlackConfigError, build_manifest, export_feedback, read_tokens
+from bot.slack import answers_render as render
+from bot.slack import serve
+from bot.slack.app import BOT_EVENTS, BOT_SCOPES
+from bot.slack.serve import SlackConfigError, build_manifest, export_feedback, read_tokens
 from bot.state import StateStore
 from tests.fake_slack import FakeSlack
 from tests.slack_harness import (
@@ -33,7 +34,7 @@ APP = "xapp-1-A0TRBOT-1234-abcdef"
 SIGNING = "8f742231b10e8888abcd99aaabbb85a5"
 
 # The scope each Web API method and each event needs. A method missing here fails the test:
-# add it, with its scope, and the scope to bot.app.BOT_SCOPES.
+# add it, with its scope, and the scope to bot.slack.app.BOT_SCOPES.
 METHOD_SCOPES = {
     "auth.test": None,
     "chat.postMessage": "chat:write",

@@ -13,9 +13,11 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
 
-from bot import listeners, render
-from bot.listeners import Ask, BotDeps
 from bot.records import AnswerStatus
+from bot.slack import answers as listeners
+from bot.slack import answers_render as render
+from bot.slack.answers import Ask
+from bot.slack.deps import BotDeps
 from bot.state import StateStore
 from tests.fake_slack import BOT_USER_ID
 from tests.slack_harness import (
@@ -127,7 +129,7 @@ def test_a_failed_progress_reaction_does_not_stop_the_answer(deps, client, caplo
 
 def test_when_even_the_apology_cannot_be_sent_both_failures_are_logged(deps, client, caplog):
     client.chat_postMessage.side_effect = _api_error("channel_not_found")
-    with caplog.at_level(logging.ERROR, logger="bot.listeners"):
+    with caplog.at_level(logging.ERROR, logger="bot.slack.answers"):
         listeners.answer_and_reply(Ask("q", CHANNEL, USER), client, deps)
     assert client.chat_postMessage.call_count == 2  # the answer, then the apology
     references = {r.getMessage().split("reference ")[-1].rstrip(")") for r in caplog.records}

@@ -1,4 +1,4 @@
-"""The Bolt app factory: the only place that wires Slack ids to trbot's listeners.
+"""The Bolt app factory: the only place that wires Slack ids to trbot's answers.
 
 No tokens are read at import. ``trbot serve`` builds the app from the loaded config and the
 environment's tokens; tests build it with a fake token and a ``WebClient`` on a local fake API.
@@ -24,9 +24,9 @@ from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 
-from bot import listeners, render
 from bot.config import Config
-from bot.listeners import BotDeps, SupportsAnswer
+from bot.slack import answers
+from bot.slack.deps import BotDeps, SupportsAnswer
 from bot.state import StateStore
 
 logger = logging.getLogger(__name__)
@@ -132,21 +132,14 @@ def register(app: App, deps: BotDeps) -> None:
         next()
 
     app.use(provide_deps)
-    app.use(listeners.skip_duplicate_events)
-    app.event("app_mention")(listeners.handle_app_mention)
-    app.event("message")(listeners.handle_message)
-    app.event("app_home_opened")(listeners.handle_home_opened)
-    app.command(deps.config.slack.command)(listeners.handle_command)
-    app.action(render.ACTION_HELPFUL)(listeners.handle_feedback_action)
-    app.action(render.ACTION_NOT_HELPFUL)(listeners.handle_feedback_action)
-    app.action(render.ACTION_SHARE)(listeners.handle_share_action)
-    app.view(render.VIEW_FEEDBACK)(listeners.handle_feedback_submission)
+    app.use(answers.skip_duplicate_events)
+    answers.register(app, deps.config)
     app.error(_log_unhandled)
 
 
 def _log_unhandled(error: Exception, body: dict) -> None:
     # Listeners catch their own errors and tell the user; this is for bolt-level failures.
-    reference = listeners.new_reference()
+    reference = answers.new_reference()
     logger.error(
         "unhandled error for a %s request (reference %s)", body.get("type"), reference, exc_info=error
     )

@@ -14,10 +14,10 @@ from slack_sdk.http_retry import (
     RateLimitErrorRetryHandler,
 )
 
-from bot import render
 from bot.answer import QuestionError
-from bot.app import ServerErrorRetryHandler, build_retry_handlers, create_app
 from bot.records import AnswerStatus, Citation, Confidence, Passage
+from bot.slack import answers_render as render
+from bot.slack.app import ServerErrorRetryHandler, build_retry_handlers, create_app
 from bot.state import StateStore
 from tests.fake_slack import BOT_USER_ID, FakeSlack
 from tests.slack_harness import (
@@ -262,7 +262,7 @@ def test_internal_error_gives_an_apology_with_a_logged_reference(make_server, fa
         raise RuntimeError("index exploded")
 
     server = make_server(FakeAnswerer(broken))
-    with caplog.at_level(logging.ERROR, logger="bot.listeners"):
+    with caplog.at_level(logging.ERROR, logger="bot.slack.answers"):
         server.post_event(mention_event("q"))
         reply = fake.wait_for("chat.postMessage")[0].body
         server.settle()

@@ -1,6 +1,6 @@
 """Slack listeners: parse the payload, call the answerer once, render, send, translate errors.
 
-The handlers are plain functions; ``bot.app.create_app`` wires them to Slack ids and puts a
+The handlers are plain functions; ``bot.slack.app.create_app`` wires them to Slack ids and puts a
 ``BotDeps`` into bolt's context as ``deps``, so bolt injects it like ``client`` or ``event``.
 Tests call them directly with mocks.
 
@@ -14,25 +14,23 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
-from slack_bolt import Ack, BoltContext, BoltResponse
+from slack_bolt import Ack, App, BoltContext, BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry import RetryHandler
 from slack_sdk.webhook import WebhookClient
 
-from bot import render
 from bot.answer import QuestionError
-from bot.config import ChannelSettings, Config
+from bot.config import Config
 from bot.records import Answer, AnswerStatus
-from bot.state import StateStore
+from bot.slack import answers_render as render
+from bot.slack.deps import BotDeps
 
 logger = logging.getLogger(__name__)
 
@@ -41,31 +39,6 @@ logger = logging.getLogger(__name__)
 HUMAN_SUBTYPES = frozenset({"file_share", "thread_broadcast"})
 # Errors from chat.postMessage that mean "the bot cannot post here": share via response_url instead.
 NOT_IN_CHANNEL_ERRORS = frozenset({"not_in_channel", "channel_not_found", "is_archived"})
-
-
-class SupportsAnswer(Protocol):
-    def answer(self, question: str, context: str | None = None) -> Answer: ...
-
-
-@dataclass(frozen=True)
-class BotDeps:
-    """What the handlers need besides the Slack payload."""
-
-    config: Config
-    answerer: SupportsAnswer
-    store: StateStore
-    retry_handlers: tuple[RetryHandler, ...] = ()
-    # The core is not promised to be thread-safe, and on a small CPU box parallel model calls
-    # gain nothing: answers are computed one at a time.
-    answer_lock: threading.Lock = field(default_factory=threading.Lock, compare=False)
-
-    def answer(self, question: str, context: str | None) -> Answer:
-        with self.answer_lock:
-            return self.answerer.answer(question, context=context)
-
-    def channel_settings(self, channel: str) -> ChannelSettings:
-        slack = self.config.slack
-        return slack.channels.get(channel) or ChannelSettings(slack.default_mode, slack.default_visibility)
 
 
 @dataclass(frozen=True)
@@ -82,6 +55,18 @@ class Ask:
     response_url: str | None = None  # slash commands: reply through the response URL
     unsolicited: bool = False  # a channel set to "all": stay quiet unless on topic
     remember: bool = True  # record the thread for follow-ups
+
+
+def register(app: App, config: Config) -> None:
+    """Wire the answering listeners: mentions, messages, App Home, the slash command, buttons."""
+    app.event("app_mention")(handle_app_mention)
+    app.event("message")(handle_message)
+    app.event("app_home_opened")(handle_home_opened)
+    app.command(config.slack.command)(handle_command)
+    app.action(render.ACTION_HELPFUL)(handle_feedback_action)
+    app.action(render.ACTION_NOT_HELPFUL)(handle_feedback_action)
+    app.action(render.ACTION_SHARE)(handle_share_action)
+    app.view(render.VIEW_FEEDBACK)(handle_feedback_submission)
 
 
 # -- middleware ------------------------------------------------------------------------------

@@ -26,8 +26,8 @@ from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.error import BoltError
 
-from bot.app import BOT_EVENTS, BOT_SCOPES, build_web_client, create_app
 from bot.config import Config
+from bot.slack.app import BOT_EVENTS, BOT_SCOPES, build_web_client, create_app
 from bot.state import StateStore
 
 logger = logging.getLogger(__name__)

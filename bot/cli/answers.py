@@ -1,4 +1,7 @@
-"""The ``trbot`` command line: parse, call one core function, print, translate errors."""
+"""``trbot index | ask | search | eval | stats``: the answering commands.
+
+Each parses, calls one core function, prints; ``bot.cli`` turns the core's named errors into one line.
+"""
 
 from __future__ import annotations
 
@@ -11,43 +14,13 @@ from pathlib import Path
 
 import click
 
-from bot.answer import QuestionError, answer_quality, load_embedder, open_answerer, placeholders_from
-from bot.config import Config, ConfigError, load_config
+from bot.answer import answer_quality, load_embedder, open_answerer, placeholders_from
+from bot.config import Config
 from bot.records import Answer, AnswerStatus
 from indexer.build import IndexReport, build_index
-from indexer.errors import IndexerError
 from indexer.evaluate import ModeScores, evaluate, load_questions
 from indexer.search import SearchIndex
 from indexer.store import IndexStore
-
-USER_ERRORS = (ConfigError, IndexerError, QuestionError)
-
-
-class _Group(click.Group):
-    """Turns the core's named errors into one clear line and a non-zero exit."""
-
-    def invoke(self, ctx: click.Context):  # noqa: ANN201 - click's signature
-        try:
-            return super().invoke(ctx)
-        except USER_ERRORS as exc:
-            raise click.ClickException(str(exc)) from exc
-
-
-@click.group(cls=_Group)
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="TRBOT_CONFIG",
-    help="Settings file (default: ./app.yml).",
-)
-@click.pass_context
-def cli(ctx: click.Context, config_path: Path | None) -> None:
-    """trbot: answers Trusted Research questions from your institution's guidance, with citations."""
-    try:
-        ctx.obj = load_config(config_path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
 
 
 def _db_option(fn):
@@ -58,7 +31,7 @@ def _db_option(fn):
     )(fn)
 
 
-@cli.command()
+@click.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @_db_option
 @click.option("--progress/--no-progress", default=None, help="Show a progress bar (default: on a terminal).")
@@ -110,7 +83,7 @@ def _print_report(report: IndexReport, db: Path, seconds: float) -> None:
     )
 
 
-@cli.command()
+@click.command()
 @click.argument("question")
 @_db_option
 @click.option(
@@ -165,7 +138,7 @@ def _mark(text: str, highlights: tuple[str, ...]) -> str:
     return text
 
 
-@cli.command()
+@click.command()
 @click.option("--queries", required=True, type=click.File("r"), help='JSON lines: {"id": ..., "text": ...}.')
 @_db_option
 @click.option(
@@ -207,7 +180,7 @@ def _query_line(line: str, number: int) -> tuple[object, str]:
     return item.get("id", number), item["text"]
 
 
-@cli.command(name="eval")
+@click.command(name="eval")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @_db_option
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
@@ -254,7 +227,7 @@ def format_eval(results: list[ModeScores], gate: dict[str, float], count: int) -
     return "\n".join(rows)
 
 
-@cli.command()
+@click.command()
 @_db_option
 @click.pass_obj
 def stats(config: Config, db: Path | None) -> None:
@@ -278,14 +251,4 @@ def stats(config: Config, db: Path | None) -> None:
     click.echo(f"indexed at: {meta.indexed_at}")
 
 
-def attach_slack_commands() -> None:
-    """Add ``serve``, ``manifest`` and ``feedback`` (they live with the Slack adapter)."""
-    from bot.cli_slack import COMMANDS
-
-    for command in COMMANDS:
-        cli.add_command(command)
-
-
-def main() -> None:
-    attach_slack_commands()
-    cli()
+COMMANDS = (index, ask, search, eval_command, stats)
