@@ -51,6 +51,10 @@ class PathSettings:
     index_db: Path = Path("var/index.db")
     state_db: Path = Path("var/trbot.db")
     off_topic: Path = Path("knowledge/off-topic.yaml")
+    triggers: Path = Path("knowledge/triggers.yml")
+    watchlist_db: Path = Path("var/watchlists.db")
+    watchlists_dir: Path = Path("knowledge/watchlists")
+    screening_rules: Path = Path("knowledge/screening-rules.yml")
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,26 @@ class SlackSettings:
 
 
 @dataclass(frozen=True)
+class TriggerSettings:
+    """Escalation triggers (``bot.triggers``); the rules themselves are in ``paths.triggers``."""
+
+
+@dataclass(frozen=True)
+class CaseSettings:
+    """Tracked cases for the research-security team (``bot.cases``)."""
+
+
+@dataclass(frozen=True)
+class OutboxSettings:
+    """Durable delivery of every message to Slack (``bot.outbox``)."""
+
+
+@dataclass(frozen=True)
+class ScreeningSettings:
+    """Partner pre-screening and the watchlists behind it (``bot.screening``, ``bot.watchlists``)."""
+
+
+@dataclass(frozen=True)
 class Config:
     institution: InstitutionSettings = field(default_factory=InstitutionSettings)
     paths: PathSettings = field(default_factory=PathSettings)
@@ -99,6 +123,10 @@ class Config:
     retrieval: RetrievalOptions = field(default_factory=RetrievalOptions)
     answer: AnswerSettings = field(default_factory=AnswerSettings)
     slack: SlackSettings = field(default_factory=SlackSettings)
+    triggers: TriggerSettings = field(default_factory=TriggerSettings)
+    cases: CaseSettings = field(default_factory=CaseSettings)
+    outbox: OutboxSettings = field(default_factory=OutboxSettings)
+    screening: ScreeningSettings = field(default_factory=ScreeningSettings)
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -204,11 +232,24 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
     if dataclasses.is_dataclass(hint):
         return _build(hint, value if value is not None else {}, f"{key}.")
     origin = typing.get_origin(hint)
+    if origin is tuple:
+        return _convert_tuple(typing.get_args(hint)[0], value, key)
     if origin is dict:
         return _convert_channels(typing.get_args(hint)[1], value, key)
     if origin in (types.UnionType, typing.Union):
         hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
     return _convert_scalar(hint, value, key)
+
+
+def _convert_tuple(item_hint: Any, value: Any, key: str) -> tuple[Any, ...]:
+    """A list setting (YAML list, or comma-separated text from the environment)."""
+    if value is None:
+        return ()
+    if isinstance(value, _EnvText):
+        value = [part.strip() for part in str(value).split(",") if part.strip()]
+    if not isinstance(value, list | tuple):
+        raise ConfigError(f"setting '{key}': expected a list, got {value!r}")
+    return tuple(_convert_scalar(item_hint, item, f"{key}[{n}]") for n, item in enumerate(value))
 
 
 def _convert_channels(item_cls: type, value: Any, key: str) -> dict[str, Any]:

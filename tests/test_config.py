@@ -323,3 +323,26 @@ def test_an_environment_value_for_a_text_setting_is_taken_as_it_is(tmp_path, nam
 
     field = name.removeprefix("TRBOT_INSTITUTION_").lower()
     assert getattr(config.institution, field) == value
+
+
+def test_list_settings_read_yaml_lists_and_comma_separated_environment_text():
+    import dataclasses
+
+    from bot.config import _convert
+
+    assert _convert(tuple[str, ...], ["U1", "U2"], "cases.team_users") == ("U1", "U2")
+    assert _convert(tuple[str, ...], None, "cases.team_users") == ()
+    from bot.config import _EnvText
+
+    assert _convert(tuple[str, ...], _EnvText("U1, U2"), "cases.team_users") == ("U1", "U2")
+    with pytest.raises(ConfigError, match="cases.team_users"):
+        _convert(tuple[str, ...], "U1", "cases.team_users")
+    with pytest.raises(ConfigError, match=r"cases.team_users\[1\]"):
+        _convert(tuple[str, ...], ["U1", 5], "cases.team_users")
+    assert dataclasses.is_dataclass(load_config_defaults().cases)
+
+
+def load_config_defaults():
+    from bot.config import config_from_dict
+
+    return config_from_dict({})
