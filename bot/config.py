@@ -10,6 +10,7 @@ Environment overrides: ``TRBOT_<SECTION>_<KEY>`` (for example ``TRBOT_ANSWER_MIN
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -17,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -62,6 +64,10 @@ class EmbeddingSettings:
     model: str = "bundled:all-MiniLM-L6-v2"
     batch_size: int = 32
 
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size: must be at least 1, got {self.batch_size}")
+
 
 @dataclass(frozen=True)
 class AnswerSettings:
@@ -72,6 +78,27 @@ class AnswerSettings:
     highlight_sentences: int = 2
     max_question_chars: int = 1000
     followup_max_words: int = 12
+
+    def __post_init__(self) -> None:
+        _check_at_least(self, ("top_passages", "highlight_sentences", "max_question_chars"), 1)
+        for name in ("min_similarity", "high_confidence"):
+            value = getattr(self, name)
+            if not -1.0 < value <= 1.0:  # NaN fails this too
+                raise ValueError(f"{name}: must be a cosine similarity above -1 and at most 1, got {value}")
+        if self.high_confidence < self.min_similarity:
+            raise ValueError(
+                f"high_confidence: must not be below min_similarity ({self.min_similarity}), "
+                f"got {self.high_confidence}"
+            )
+        if not 0.0 <= self.off_topic_margin <= 1.0:
+            raise ValueError(f"off_topic_margin: must be between 0 and 1, got {self.off_topic_margin}")
+
+
+def _check_at_least(settings: Any, names: tuple[str, ...], minimum: int) -> None:
+    for name in names:
+        value = getattr(settings, name)
+        if value < minimum:
+            raise ValueError(f"{name}: must be at least {minimum}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -92,6 +119,17 @@ class SlackSettings:
     progress_reaction: str = "hourglass_flowing_sand"
     max_retries: int = 3
     channels: dict[str, ChannelSettings] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.http_port <= 65535:
+            raise ValueError(f"http_port: must be a TCP port from 1 to 65535, got {self.http_port}")
+        parts = urlsplit(self.api_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"api_url: must be an http:// or https:// URL, got {self.api_url!r}")
+        if not self.command.startswith("/") or len(self.command) < 2 or " " in self.command:
+            raise ValueError(
+                f"command: must be a slash command such as /trusted-research, got {self.command!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -257,7 +295,20 @@ def _convert_channels(item_cls: type, value: Any, key: str) -> dict[str, Any]:
         return {}
     if not isinstance(value, Mapping):
         raise ConfigError(f"setting '{key}': expected a mapping of channel id to settings")
-    return {str(name): _build(item_cls, spec or {}, f"{key}.{name}.") for name, spec in value.items()}
+    return {
+        str(name): _build(item_cls, _channel_spec(spec), f"{key}.{name}.") for name, spec in value.items()
+    }
+
+
+def _channel_spec(spec: Any) -> Any:
+    """A channel's settings; a bare mode (``C1: off``, read by YAML as false) means ``{mode: off}``."""
+    if spec is None:
+        return {}
+    if spec is False:
+        return {"mode": "off"}
+    if isinstance(spec, str):
+        return {"mode": spec}
+    return spec
 
 
 def _convert_scalar(hint: Any, value: Any, key: str) -> Any:
@@ -278,6 +329,8 @@ def _convert_scalar(hint: Any, value: Any, key: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"setting '{key}': expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"setting '{key}': expected a finite number, got {value!r}")
         return float(value)
     if hint is Path:
         if not isinstance(value, str) or not value.strip():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -88,9 +89,9 @@ def test_values_from_the_file_are_used(tmp_path):
 
 
 def test_a_whole_number_is_accepted_for_a_decimal_setting_and_stored_as_float():
-    config = config_from_dict({"answer": {"min_similarity": 1}})
+    config = config_from_dict({"answer": {"high_confidence": 1}})
 
-    assert config.answer.min_similarity == 1.0 and isinstance(config.answer.min_similarity, float)
+    assert config.answer.high_confidence == 1.0 and isinstance(config.answer.high_confidence, float)
 
 
 def test_a_missing_named_file_is_an_error(tmp_path):
@@ -346,3 +347,33 @@ def load_config_defaults():
     from bot.config import config_from_dict
 
     return config_from_dict({})
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"answer": {"top_passages": 0}}, "answer.top_passages"),
+        ({"answer": {"min_similarity": -1}}, "answer.min_similarity"),
+        ({"answer": {"max_question_chars": 0}}, "answer.max_question_chars"),
+        ({"answer": {"min_similarity": 0.6, "high_confidence": 0.5}}, "answer.high_confidence"),
+        ({"embedding": {"batch_size": 0}}, "embedding.batch_size"),
+        ({"slack": {"http_port": 99999}}, "slack.http_port"),
+        ({"slack": {"api_url": "notaurl"}}, "slack.api_url"),
+        ({"slack": {"api_url": "ftp://slack.example/api/"}}, "slack.api_url"),
+    ],
+)
+def test_out_of_range_settings_are_refused_naming_the_key(data, key):
+    with pytest.raises(ConfigError, match=rf"setting '{re.escape(key)}'"):
+        config_from_dict(data)
+
+
+def test_nan_is_refused_naming_the_key(tmp_path):
+    with pytest.raises(ConfigError, match="answer.min_similarity.*finite"):
+        load_config(settings_file(tmp_path, "answer:\n  min_similarity: .nan\n"), env={})
+
+
+def test_a_channel_set_to_bare_off_is_mode_off_not_the_default(tmp_path):
+    config = load_config(settings_file(tmp_path, "slack:\n  channels: {C0123: off, C0456: all}\n"), env={})
+
+    assert config.slack.channels["C0123"].mode == "off"
+    assert config.slack.channels["C0456"].mode == "all"
