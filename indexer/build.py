@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.chunking import Chunk, ChunkingOptions, chunk_document
-from indexer.documents import Document, discover_files, read_document
+from indexer.documents import Discovery, Document, discover, read_document
 from indexer.embeddings import Embedder
 from indexer.errors import DocumentError, IndexerError
 from indexer.store import IndexMeta, IndexStore, StoredChunk
@@ -72,16 +72,17 @@ def build_index(
     Raises:
         IndexerError: a path does not exist, or no file could be read at all.
     """
-    files = discover_files(paths)
-    report = IndexReport()
+    found = discover(paths)
+    files = found.files
+    report = IndexReport(skipped=list(found.problems))
     documents = _read_all(files, placeholders or {}, report)
-    if not documents and not report.skipped:
+    if not documents and not files:
         raise IndexerError(f"no guidance files (.md, .html, .txt, .pdf) under {', '.join(map(str, paths))}")
     if not documents:
         raise IndexerError("no file could be read: " + "; ".join(report.skipped))
     store = IndexStore.create(db_path)
     try:
-        _run(store, documents, files, embedder, options, report, progress)
+        _run(store, documents, _Scope(paths, found), embedder, options, report, progress)
     finally:
         store.close()
     return report
@@ -100,7 +101,7 @@ def _read_all(files: list[tuple[Path, str]], placeholders: Mapping[str, str], re
 def _run(
     store: IndexStore,
     documents: list[Document],
-    files: list[tuple[Path, str]],
+    scope: _Scope,
     embedder: Embedder,
     options: ChunkingOptions,
     report: IndexReport,
@@ -111,14 +112,37 @@ def _run(
     known = store.document_hashes() if report.full_rebuild_reason is None else {}
     changed = _classify(documents, known, report)
     work = [(doc, chunk_document(doc, options)) for doc in changed]
-    present = {doc_id for _, doc_id in files}
-    report.removed = sorted(doc_id for doc_id in store.document_hashes() if doc_id not in present)
+    report.removed = scope.removed(store.document_paths())
     if report.full_rebuild_reason is None and not work and not report.removed:
         store.touch()  # nothing to embed: the model is never loaded
         return
     stored = _embed(store, work, embedder, report, progress, reuse=report.full_rebuild_reason is None)
     meta = IndexMeta(embedder.name, embedder.dimension, 0, chunking, None)
     store.write(meta, stored, report.removed, clear=report.full_rebuild_reason is not None)
+
+
+class _Scope:
+    """Which stored documents an index run may remove: those it looked for and did not find.
+
+    A document leaves the index only when it was stored from inside a folder this run walked
+    and its file is gone. Naming a file (``trbot index new.md``) adds or updates that file and
+    removes nothing; a folder that could not be read keeps its documents.
+    """
+
+    def __init__(self, paths: Sequence[Path], found: Discovery) -> None:
+        self.folders = [Path(p).resolve() for p in paths if Path(p).is_dir()]
+        self.unreadable = found.unreadable
+        self.present = {doc_id for _, doc_id in found.files}
+
+    def removed(self, stored: dict[str, str]) -> list[str]:
+        return sorted(doc_id for doc_id, path in stored.items() if self._gone(doc_id, Path(path)))
+
+    def _gone(self, doc_id: str, path: Path) -> bool:
+        if doc_id in self.present:
+            return False
+        walked = any(path.is_relative_to(folder) for folder in self.folders)
+        hidden = any(path.is_relative_to(folder) for folder in self.unreadable)
+        return walked and not hidden
 
 
 def chunking_signature(options: ChunkingOptions) -> str:

@@ -8,6 +8,7 @@ whole: SQLite rolls the transaction back, on the next open at the latest.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -127,18 +128,22 @@ class IndexStore:
 
     @classmethod
     def open(cls, path: Path) -> IndexStore:
-        """Open an existing index for reading.
+        """Open an existing index for reading only: nothing is written, not even the journal mode.
 
         Raises:
-            IndexNotFoundError: no file there.
+            IndexNotFoundError: no file there, or an empty index.
             CorruptIndexError: the file is not a readable trbot index.
         """
         if not path.exists():
             raise IndexNotFoundError(f"no index at {path}: run 'trbot index' first")
-        store = cls._connect(path)
-        if store.meta() is None:
+        store = cls(_connect_read_only(path), path)
+        try:
+            _check_schema(store.db, path)
+            if store.meta() is None:
+                raise IndexNotFoundError(f"the index at {path} is empty: run 'trbot index' first")
+        except Exception:
             store.close()
-            raise IndexNotFoundError(f"the index at {path} is empty: run 'trbot index' first")
+            raise
         return store
 
     @classmethod
@@ -173,6 +178,10 @@ class IndexStore:
         return {
             r["doc_id"]: r["content_hash"] for r in self._rows("select doc_id, content_hash from documents")
         }
+
+    def document_paths(self) -> dict[str, str]:
+        """Each stored document's id and the file it was read from."""
+        return {r["doc_id"]: r["path"] for r in self._rows("select doc_id, path from documents")}
 
     def embeddings_by_text_hash(self, doc_id: str, dimension: int) -> dict[str, np.ndarray]:
         sql = "select text_hash, embedding from chunks where doc_id = ? and text_hash is not null"
@@ -265,6 +274,47 @@ class IndexStore:
             return list(self.db.query(sql, params or []))
         except sqlite3.DatabaseError as exc:
             raise CorruptIndexError(f"{self.path} cannot be read ({exc}); run 'trbot index'") from exc
+
+
+def _connect_read_only(path: Path) -> Database:
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=5, check_same_thread=False)
+        conn.execute("select count(*) from sqlite_master").fetchone()
+    except sqlite3.OperationalError as exc:
+        if os.access(path.parent, os.W_OK):
+            raise CorruptIndexError(f"{path} cannot be opened ({exc})") from exc
+        # A read-only folder: SQLite cannot make the WAL index file, so read the file as it is.
+        conn = sqlite3.connect(f"{uri}&immutable=1", uri=True, timeout=5, check_same_thread=False)
+    except sqlite3.DatabaseError as exc:
+        raise CorruptIndexError(
+            f"{path} is not a readable trbot index ({exc}); check --db or paths.index_db, or rebuild it "
+            "with 'trbot index'"
+        ) from exc
+    return Database(conn)
+
+
+_TABLES = {
+    "meta": {"key", "value"},
+    "documents": {"doc_id", "content_hash"},
+    "chunks": {"chunk_id", "tokens"},
+}
+
+
+def _check_schema(db: Database, path: Path) -> None:
+    try:
+        columns = {name: set(db[name].columns_dict) for name in _TABLES if db[name].exists()}
+    except sqlite3.DatabaseError as exc:
+        raise CorruptIndexError(f"{path} cannot be read ({exc}); rebuild it with 'trbot index'") from exc
+    missing = [name for name in _TABLES if name not in columns]
+    if missing:
+        raise CorruptIndexError(
+            f"{path} is not a readable trbot index (no {', '.join(missing)} table); "
+            "check --db or paths.index_db"
+        )
+    for name, needed in _TABLES.items():
+        if not needed <= columns[name]:
+            raise CorruptIndexError(f"{path} was written by an older trbot: run 'trbot index' to rebuild it")
 
 
 def _document_row(document: Document, now: str) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from indexer.chunking import ChunkingOptions
 from indexer.errors import CorruptIndexError, IndexerError, IndexNotFoundError, ModelError
 from indexer.search import RetrievalOptions, SearchIndex
 from indexer.store import IndexStore
-from tests.conftest import FakeEmbedder
+from tests.conftest import SMALL_CORPUS, FakeEmbedder
 
 OPTIONS = ChunkingOptions()
 
@@ -197,7 +198,7 @@ class _UnloadableEmbedder(FakeEmbedder):
 
 def test_unchanged_run_never_loads_the_model_but_records_the_run(corpus_copy, tmp_path):
     build_index([corpus_copy], tmp_path / "i.db", FakeEmbedder(), OPTIONS)
-    store = IndexStore.open(tmp_path / "i.db")
+    store = IndexStore.create(tmp_path / "i.db")
     store.db["meta"].upsert({"key": "indexed_at", "value": "2000-01-01T00:00:00+00:00"}, pk="key")
     store.close()
     report = build_index([corpus_copy], tmp_path / "i.db", _UnloadableEmbedder(), OPTIONS)
@@ -205,3 +206,82 @@ def test_unchanged_run_never_loads_the_model_but_records_the_run(corpus_copy, tm
     store = IndexStore.open(tmp_path / "i.db")
     assert store.meta().indexed_at > "2000-01-01T00:00:00+00:00"
     store.close()
+
+
+def test_indexing_one_named_file_adds_it_and_removes_nothing(corpus_copy, tmp_path, fake_embedder):
+    db = tmp_path / "i.db"
+    first = build_index([corpus_copy], db, fake_embedder, OPTIONS)
+    new = tmp_path / "new.md"
+    new.write_text("# New\nA new note on export controls.\n")
+
+    report = build_index([new], db, fake_embedder, OPTIONS)
+
+    assert report.added == ["new.md"] and report.removed == []
+    assert set(_snapshot(db)[0]) == set(first.added) | {"new.md"}
+
+
+def test_a_file_deleted_from_an_indexed_folder_still_leaves_the_index(corpus_copy, tmp_path, fake_embedder):
+    db = tmp_path / "i.db"
+    build_index([corpus_copy], db, fake_embedder, OPTIONS)
+    (corpus_copy / "travel.md").unlink()
+
+    report = build_index([corpus_copy], db, fake_embedder, OPTIONS)
+
+    assert report.removed == ["travel.md"] and "travel.md" not in _snapshot(db)[0]
+
+
+def test_an_unreadable_sub_folder_keeps_its_documents(corpus_copy, tmp_path, fake_embedder, monkeypatch):
+    db = tmp_path / "i.db"
+    (corpus_copy / "extra").mkdir()
+    (corpus_copy / "extra" / "note.md").write_text("# Note\nVisitors need ATAS.\n")
+    build_index([corpus_copy], db, fake_embedder, OPTIONS)
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if Path(path).name == "extra":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    report = build_index([corpus_copy], db, fake_embedder, OPTIONS)
+
+    assert report.removed == [] and "extra/note.md" in _snapshot(db)[0]
+    assert any("extra: folder cannot be read" in line for line in report.skipped)
+
+
+def test_front_matter_of_the_wrong_type_skips_only_that_file(corpus_copy, tmp_path, fake_embedder):
+    (corpus_copy / "odd.md").write_text("---\nsources: 2024\n---\n# Odd\ntext\n")
+
+    report = build_index([corpus_copy], tmp_path / "i.db", fake_embedder, OPTIONS)
+
+    assert len(report.skipped) == 1 and "front matter 'sources'" in report.skipped[0]
+    assert report.documents == len(list(SMALL_CORPUS.iterdir()))
+
+
+def test_opening_an_index_to_read_writes_nothing(corpus_copy, tmp_path, fake_embedder):
+    db = tmp_path / "i.db"
+    build_index([corpus_copy], db, fake_embedder, OPTIONS)
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA journal_mode=DELETE")
+    before = db.read_bytes()
+
+    store = IndexStore.open(db)
+    store.meta(), store.counts()
+    store.close()
+
+    assert db.read_bytes() == before and not Path(f"{db}-wal").exists()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
+def test_opening_an_unrelated_database_adds_no_tables_and_says_so(tmp_path):
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as conn:
+        conn.execute("create table people (name text)")
+
+    with pytest.raises(CorruptIndexError, match="not a readable trbot index.*check --db"):
+        IndexStore.open(other)
+
+    with sqlite3.connect(other) as conn:
+        tables = [row[0] for row in conn.execute("select name from sqlite_master where type = 'table'")]
+    assert tables == ["people"]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import logging
+import os
 from pathlib import Path
 
 import pytest
 
 from indexer.documents import (
     Section,
+    discover,
     discover_files,
     fill_placeholders,
     markdown_sections,
@@ -471,3 +475,128 @@ def test_every_fixture_document_parses_and_markdown_ones_have_full_front_matter(
         text = " ".join(section.text for section in document.sections)
         assert "{{" not in text, document.doc_id
         assert 100 <= len(text.split()) <= 300, document.doc_id
+
+
+# --- hostile or unusual files ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("front", "field"),
+    [("sources: 2024", "sources"), ("topics: true", "topics"), ("title: [a, b]", "title")],
+)
+def test_front_matter_of_the_wrong_type_is_a_document_error_naming_the_field(tmp_path, front, field):
+    path = write(tmp_path, "odd.md", f"---\n{front}\n---\n# Odd\nSome text.\n")
+
+    with pytest.raises(DocumentError, match=rf"front matter '{field}'"):
+        read_document(path, "odd.md")
+
+
+def test_a_yaml_alias_bomb_in_front_matter_is_refused_at_once(tmp_path):
+    rows = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    rows += [
+        f"{b}: &{b} [*{a},*{a},*{a},*{a},*{a},*{a},*{a},*{a},*{a}]"
+        for a, b in zip("abcdefgh", "bcdefghi", strict=True)
+    ]
+    path = write(tmp_path, "bomb.md", "---\n" + "\n".join(rows) + "\n---\n# Bomb\nText.\n")
+
+    with pytest.raises(DocumentError, match="YAML alias"):
+        read_document(path, "bomb.md")
+
+
+def test_utf16_with_a_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "wide.md"
+    path.write_bytes("# Wide\nExport controls apply to email.\n".encode("utf-16"))
+
+    assert "Export controls" in read_document(path, "wide.md").sections[0].text
+
+
+def test_latin1_text_is_refused_with_a_hint_about_the_encoding(tmp_path):
+    path = tmp_path / "latin.md"
+    path.write_bytes("# Café\nRésumé of the rules.\n".encode("latin-1"))
+
+    with pytest.raises(DocumentError, match="Latin-1.*save it as UTF-8"):
+        read_document(path, "latin.md")
+
+
+def test_a_file_of_nul_bytes_is_not_a_document(tmp_path):
+    path = tmp_path / "nul.md"
+    path.write_bytes(b"\x00" * 64)
+
+    with pytest.raises(DocumentError, match="NUL bytes"):
+        read_document(path, "nul.md")
+
+
+def test_an_aes_encrypted_pdf_with_an_empty_password_is_read(tmp_path):
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(make_pdf("Export controls apply to email."))))
+    writer.encrypt(user_password="", owner_password="owner", algorithm="AES-128")
+    out = io.BytesIO()
+    writer.write(out)
+    path = write(tmp_path, "locked.pdf", out.getvalue())
+
+    assert "Export controls apply" in read_document(path, "locked.pdf").sections[0].text
+
+
+def test_a_pdf_that_needs_a_password_is_a_document_error(tmp_path):
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(make_pdf("Secret."))))
+    writer.encrypt(user_password="secret", owner_password="owner", algorithm="AES-128")
+    out = io.BytesIO()
+    writer.write(out)
+    path = write(tmp_path, "secret.pdf", out.getvalue())
+
+    with pytest.raises(DocumentError, match="password-protected"):
+        read_document(path, "secret.pdf")
+
+
+def test_pdf_warnings_are_logged_with_the_file_name_not_bare(tmp_path, caplog, capsys):
+    raw = make_pdf("Export controls apply to email.").replace(b"startxref\n", b"startxref\n1")
+    path = write(tmp_path, "warns.pdf", raw)
+
+    with caplog.at_level(logging.WARNING, logger="indexer.documents"):
+        read_document(path, "warns.pdf")
+
+    assert caplog.records and all(str(path) in record.getMessage() for record in caplog.records)
+    assert "warns.pdf" not in capsys.readouterr().err
+
+
+def test_a_link_loop_is_reported_and_not_followed(tmp_path):
+    root = tmp_path / "guidance"
+    (root / "sub").mkdir(parents=True)
+    write(root / "sub", "a.md", "# A\ntext\n")
+    (root / "sub" / "loop").symlink_to(root, target_is_directory=True)
+
+    found = discover([root])
+
+    assert [doc_id for _, doc_id in found.files] == ["sub/a.md"]
+    assert any("link loop" in problem for problem in found.problems)
+
+
+def test_a_broken_link_is_reported(tmp_path):
+    write(tmp_path, "a.md", "# A\ntext\n")
+    (tmp_path / "gone.md").symlink_to(tmp_path / "missing.md")
+
+    found = discover([tmp_path])
+
+    assert [doc_id for _, doc_id in found.files] == ["a.md"]
+    assert any("gone.md: a broken link" in problem for problem in found.problems)
+
+
+def test_an_unreadable_folder_is_reported_as_unreadable_not_as_empty(tmp_path, monkeypatch):
+    write(tmp_path / "open", "a.md", "# A\ntext\n")
+    write(tmp_path / "locked", "b.md", "# B\ntext\n")
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    found = discover([tmp_path])
+
+    assert [doc_id for _, doc_id in found.files] == ["open/a.md"]
+    assert found.unreadable == [(tmp_path / "locked").resolve()]
+    assert any("folder cannot be read (Permission denied)" in problem for problem in found.problems)

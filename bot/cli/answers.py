@@ -39,10 +39,11 @@ def _db_option(fn):
 def index(config: Config, paths: tuple[Path, ...], db: Path | None, progress: bool | None) -> None:
     """Index guidance files (Markdown, HTML, text, PDF) into the search database.
 
-    The index mirrors PATHS: new and changed files are (re-)embedded, unchanged ones are
-    kept as they are, and files no longer present leave the index. A file that cannot be
-    read is reported and skipped. The run is all-or-nothing: if it fails, the previous
-    index is left whole.
+    New and changed files under PATHS are (re-)embedded and unchanged ones kept as they are.
+    A document leaves the index only when its file is gone from a folder this run indexed:
+    naming a file adds or updates it and removes nothing else. A file or folder that cannot
+    be read is reported and skipped, and its documents are kept. The run is all-or-nothing:
+    if it fails, the previous index is left whole.
 
     Example:
 
