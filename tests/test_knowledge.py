@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import re
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -16,9 +17,34 @@ FILES = [path for path, _ in discover_files([GUIDANCE])]
 REQUIRED = ("title", "summary", "sources", "topics", "last_reviewed", "owner")
 PLACEHOLDERS = {"institution", "team_name", "email", "slack_channel", "url"}
 
+# Sources are shown to researchers as citations, so they must be canonical public pages: official
+# (GOV.UK and its agencies, legislation, parliament, police, UKRI, US federal sites, the EU, NI
+# Business Info, Wilton Park), UK universities and UUK, US universities, and ASPI for its China
+# Defence Universities Tracker. Law firms, news sites and third-party mirrors are deliberately absent.
+ALLOWED_SOURCE_DOMAINS = (
+    "gov.uk",  # includes legislation.gov.uk, npsa.gov.uk, ncsc.gov.uk
+    "legislation.gov.uk",
+    "npsa.gov.uk",
+    "ncsc.gov.uk",
+    "parliament.uk",
+    "police.uk",
+    "ukri.org",
+    "universitiesuk.ac.uk",
+    "ac.uk",
+    "gov",  # US federal sites: bis.gov, trade.gov, ecfr.gov, govinfo.gov
+    "edu",
+    "aspi.org.au",
+    "europa.eu",
+    "nibusinessinfo.co.uk",  # Northern Ireland government business advice (Invest NI)
+    "wiltonpark.org.uk",  # Wilton Park, an executive agency of the FCDO
+)
+# Staging, test and mirror hosts, third-party copies, and the legacy CPNI domain (now NPSA).
+DENIED_HOST_PARTS = ("t4awstest", "t4staging", "test-", "staging")
+DENIED_SOURCE_DOMAINS = ("scribd.com", "wikimili.com", "eclesseus.com", "cpni.gov.uk")
 
-def test_corpus_has_at_least_fifteen_documents():
-    assert len(FILES) >= 15
+
+def test_corpus_has_at_least_thirty_documents():
+    assert len(FILES) >= 30
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
@@ -37,6 +63,49 @@ def test_document_parses_with_complete_front_matter(path):
 def test_document_uses_only_known_placeholders(path):
     names = set(_PLACEHOLDER.findall(path.read_text(encoding="utf-8")))
     assert names <= PLACEHOLDERS
+
+
+def _on_domain(host: str, domain: str) -> bool:
+    return host == domain or host.endswith("." + domain)
+
+
+def _source_problem(url: str) -> str | None:
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "https":
+        return "not https"
+    if not host or host.endswith("."):
+        return "malformed host"
+    if any(part in host for part in DENIED_HOST_PARTS) or any(_on_domain(host, d) for d in DENIED_SOURCE_DOMAINS):
+        return "staging, test, mirror or legacy host"
+    if not any(_on_domain(host, d) for d in ALLOWED_SOURCE_DOMAINS):
+        return "domain not on the allow-list"
+    return None
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_sources_are_canonical_https_pages(path):
+    document = read_document(path, path.name, {name: f"<{name}>" for name in PLACEHOLDERS})
+    problems = {url: problem for url in document.sources if (problem := _source_problem(url))}
+    assert not problems, f"{path.name}: {problems}"
+
+
+def test_source_check_rejects_staging_mirrors_and_malformed_hosts():
+    assert _source_problem("https://www.gov.uk/guidance/export-controls-applying-to-academic-research") is None
+    assert _source_problem("https://www.ecfr.gov/current/title-15") is None
+    assert _source_problem("http://www.gov.uk/x") == "not https"
+    assert _source_problem("https://www.legislation.gov.uk./ukpga/2017/29") == "malformed host"
+    for url in (
+        "https://t4awstest.cc.ic.ac.uk/research",
+        "https://one-web.t4staging.qmul.ac.uk/its",
+        "https://test-researchsupport.web.ox.ac.uk/firs",
+        "https://www.scribd.com/document/1",
+        "https://wikimili.com/en/ATAS",
+        "https://eclesseus.com/research-services",
+        "https://www.cpni.gov.uk/trusted-research-academia/",
+    ):
+        assert _source_problem(url) == "staging, test, mirror or legacy host", url
+    assert _source_problem("https://www.example-law-firm.com/insight") == "domain not on the allow-list"
 
 
 def test_contact_details_come_from_placeholders_not_text():
