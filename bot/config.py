@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -71,16 +72,27 @@ class EmbeddingSettings:
 
 @dataclass(frozen=True)
 class AnswerSettings:
-    top_passages: int = 3
+    top_passages: int = 5
     min_similarity: float = 0.35
     high_confidence: float = 0.55
     off_topic_margin: float = 0.05
     highlight_sentences: int = 2
     max_question_chars: int = 1000
     followup_max_words: int = 12
+    candidate_passages: int = 12
+    max_quoted_chars: int = 1700
+    min_coverage: float = 0.45
+    max_review_age_days: int = 365
 
     def __post_init__(self) -> None:
         _check_at_least(self, ("top_passages", "highlight_sentences", "max_question_chars"), 1)
+        _check_at_least(self, ("candidate_passages", "max_review_age_days"), 1)
+        if self.top_passages > 10:
+            raise ValueError(f"top_passages: must be at most 10, got {self.top_passages}")
+        if self.max_quoted_chars < 200:
+            raise ValueError(f"max_quoted_chars: must be at least 200, got {self.max_quoted_chars}")
+        if not 0.0 <= self.min_coverage <= 1.0:  # NaN fails this too
+            raise ValueError(f"min_coverage: must be between 0 and 1, got {self.min_coverage}")
         for name in ("min_similarity", "high_confidence"):
             value = getattr(self, name)
             if not -1.0 < value <= 1.0:  # NaN fails this too
@@ -113,6 +125,13 @@ class SlackSettings:
     app_name: str = "Trusted Research"
     api_url: str = "https://slack.com/api/"
     http_port: int = 3000
+    http_host: str = "127.0.0.1"  # loopback: a TLS proxy in front; 0.0.0.0 in a container
+    http_max_body_bytes: int = 1_048_576
+    http_threads: int = 8
+    http_backlog: int = 1024
+    http_max_connections: int = 500
+    http_idle_timeout: float = 10.0
+    http_read_timeout: float = 10.0
     command: str = "/trusted-research"
     default_mode: str = "mention"
     default_visibility: str = "public"
@@ -123,6 +142,14 @@ class SlackSettings:
     def __post_init__(self) -> None:
         if not 1 <= self.http_port <= 65535:
             raise ValueError(f"http_port: must be a TCP port from 1 to 65535, got {self.http_port}")
+        if not self.http_host.strip() or any(c.isspace() or c in "/[]" for c in self.http_host):
+            raise ValueError(f"http_host: must be an IP address or host name, got {self.http_host!r}")
+        if self.http_max_body_bytes < 1024:
+            raise ValueError(f"http_max_body_bytes: must be at least 1024, got {self.http_max_body_bytes}")
+        _check_at_least(self, ("http_threads", "http_backlog", "http_max_connections"), 1)
+        for name in ("http_idle_timeout", "http_read_timeout"):
+            if not 0.5 <= getattr(self, name) <= 3600:
+                raise ValueError(f"{name}: must be between 0.5 and 3600 seconds, got {getattr(self, name)}")
         parts = urlsplit(self.api_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"api_url: must be an http:// or https:// URL, got {self.api_url!r}")
@@ -136,20 +163,132 @@ class SlackSettings:
 class TriggerSettings:
     """Escalation triggers (``bot.triggers``); the rules themselves are in ``paths.triggers``."""
 
+    # cosine similarity at which a semantic rule that sets no threshold of its own matches
+    semantic_threshold: float = 0.55
+
+    def __post_init__(self) -> None:
+        if not 0 < self.semantic_threshold <= 1:
+            raise ValueError(
+                f"semantic_threshold: must be above 0 and at most 1, got {self.semantic_threshold}"
+            )
+
 
 @dataclass(frozen=True)
 class CaseSettings:
-    """Tracked cases for the research-security team (``bot.cases``)."""
+    """Tracked cases for the research-security team (``bot.cases``).
+
+    Off by default so that ``trbot ask`` and a first ``trbot serve`` need no team channel; once
+    enabled, ``trbot serve`` refuses to start without ``channel`` and a team
+    (``bot.cases.check_settings``).
+    """
+
+    enabled: bool = False
+    channel: str = ""  # the team's private channel id (C… or G…), where case cards go
+    team_users: tuple[str, ...] = ()  # Slack user ids who may see and work cases
+    team_usergroup: str = ""  # optional user group id (S…) whose members also count
+    usergroup_refresh_minutes: float = 10.0
+    reference_prefix: str = "RS"
+    command: str = "/trcase"
+    remind_high_after_hours: float = 4.0  # 0: no reminders for that severity
+    remind_medium_after_hours: float = 48.0
+    rejoin_window_hours: float = 168.0  # the same person's same concern within this joins the open case
+    prescreen_red: str = "open"  # what a red pre-screening does: open a case, offer one, or off
+    prescreen_amber: str = "offer"
+
+    def __post_init__(self) -> None:
+        _check_case_settings(self)
 
 
 @dataclass(frozen=True)
 class OutboxSettings:
-    """Durable delivery of every message to Slack (``bot.outbox``)."""
+    """Durable delivery of every message to Slack (``bot.outbox``, ``bot.slack.delivery``)."""
+
+    give_up_after_hours: float = 24.0  # a message still failing this long after it was queued is failed
+    response_url_give_up_after_minutes: float = 25.0  # Slack's response_urls expire after 30 minutes
+    backoff_initial_seconds: float = 1.0  # the wait after the first failed try; doubles with each try
+    backoff_max_seconds: float = 300.0  # the longest wait between two tries
+    backoff_jitter: float = 0.5  # each wait is shortened by a random part up to this fraction
+    request_timeout_seconds: float = 10.0  # one delivery call to Slack
+    lease_seconds: float = 30.0  # a message being sent is retried after this if the sender died
+    start_drain_seconds: float = (
+        15.0  # `trbot serve` delivers what is queued for up to this before taking events
+    )
+    stop_drain_seconds: float = 10.0  # and for up to this when it stops
+    keep_days: float = 30.0  # delivered and failed messages (not tied to a case) are deleted after this
+
+    def __post_init__(self) -> None:
+        for name in (
+            "give_up_after_hours",
+            "response_url_give_up_after_minutes",
+            "backoff_initial_seconds",
+            "backoff_max_seconds",
+            "request_timeout_seconds",
+            "lease_seconds",
+            "keep_days",
+        ):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name}: must be a number above 0, got {value}")
+        for name in ("start_drain_seconds", "stop_drain_seconds"):
+            if not math.isfinite(getattr(self, name)) or getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be 0 or more, got {getattr(self, name)}")
+        if not 0 <= self.backoff_jitter < 1:
+            raise ValueError(
+                f"backoff_jitter: must be from 0 up to (not including) 1, got {self.backoff_jitter}"
+            )
+        if self.backoff_max_seconds < self.backoff_initial_seconds:
+            raise ValueError("backoff_max_seconds: must not be below backoff_initial_seconds")
+        if self.response_url_give_up_after_minutes >= 30:
+            raise ValueError("response_url_give_up_after_minutes: must be under 30 (Slack expires them then)")
+        if self.lease_seconds <= self.request_timeout_seconds:
+            raise ValueError("lease_seconds: must be longer than request_timeout_seconds")
 
 
 @dataclass(frozen=True)
 class ScreeningSettings:
     """Partner pre-screening and the watchlists behind it (``bot.screening``, ``bot.watchlists``)."""
+
+    # bot.screening (the rules are in paths.screening_rules)
+    command: str = "/prescreen"
+    max_matches: int = 5
+    area_similarity: float = 0.45
+    dm_routing: bool = True
+    # bot.watchlists (the lists are in paths.watchlist_db; the starter list in paths.watchlists_dir)
+    match_threshold: float = 0.86
+    possible_threshold: float = 0.72
+    max_list_age_days: int = 30
+    starter_list: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.possible_threshold <= self.match_threshold <= 1.0:  # NaN fails this too
+            raise ValueError(
+                "match_threshold: need 0 < possible_threshold <= match_threshold <= 1, got "
+                f"{self.possible_threshold} and {self.match_threshold}"
+            )
+        if self.max_list_age_days < 1:
+            raise ValueError(f"max_list_age_days: must be at least 1, got {self.max_list_age_days}")
+        if not self.command.startswith("/") or len(self.command) < 2 or " " in self.command:
+            raise ValueError(f"command: must be a slash command such as /prescreen, got {self.command!r}")
+        if not 1 <= self.max_matches <= 20:
+            raise ValueError(f"max_matches: must be between 1 and 20, got {self.max_matches}")
+        if not 0.0 < self.area_similarity <= 1.0:  # NaN fails this too
+            raise ValueError(f"area_similarity: must be above 0 and at most 1, got {self.area_similarity}")
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    """How long the bot keeps what people wrote (``bot.state``); pruned daily by ``trbot serve``."""
+
+    feedback_days: float = 365.0  # feedback clicks, with the question and the reason given
+    thread_days: float = 30.0  # a channel thread's question (for follow-ups) and the answers behind buttons
+    dm_days: float = 7.0  # the same for direct messages
+
+    def __post_init__(self) -> None:
+        for name in ("feedback_days", "thread_days", "dm_days"):
+            if not 0 < getattr(self, name) <= 36500:
+                raise ValueError(
+                    f"{name}: must be more than 0 and at most 36500 days, got {getattr(self, name)}"
+                )
 
 
 @dataclass(frozen=True)
@@ -165,16 +304,51 @@ class Config:
     cases: CaseSettings = field(default_factory=CaseSettings)
     outbox: OutboxSettings = field(default_factory=OutboxSettings)
     screening: ScreeningSettings = field(default_factory=ScreeningSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
+    # The settings file these came from (None: no file, all defaults); not a setting itself.
+    source: Path | None = field(default=None, compare=False, metadata={"internal": True})
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "retrieval.fusion": ("rrf", "weighted"),
+    "retrieval.fusion": ("rrf", "weighted", "zscore", "relative"),
     "slack.transport": ("socket", "http"),
     "slack.default_mode": ("off", "mention", "all"),
     "slack.default_visibility": ("public", "private"),
     "mode": ("off", "mention", "all"),
     "visibility": ("public", "private"),
+    "cases.prescreen_red": ("open", "offer", "off"),
+    "cases.prescreen_amber": ("open", "offer", "off"),
 }
+
+
+_CASE_CHANNEL = re.compile(r"[CG][A-Z0-9]{2,}")
+_CASE_USER = re.compile(r"[UW][A-Z0-9]{2,}")
+_CASE_USERGROUP = re.compile(r"S[A-Z0-9]{2,}")
+_CASE_PREFIX = re.compile(r"[A-Z][A-Z0-9]{0,9}")
+
+
+def _check_case_settings(cases: CaseSettings) -> None:
+    if cases.channel and not _CASE_CHANNEL.fullmatch(cases.channel):
+        got = cases.channel
+        raise ValueError(f"channel: expected a channel id like C0123456789 (not a #name), got {got!r}")
+    for user in cases.team_users:
+        if not _CASE_USER.fullmatch(user):
+            raise ValueError(f"team_users: expected Slack user ids like U0123456789, got {user!r}")
+    if cases.team_usergroup and not _CASE_USERGROUP.fullmatch(cases.team_usergroup):
+        got = cases.team_usergroup
+        raise ValueError(f"team_usergroup: expected a user group id like S0123456789, got {got!r}")
+    if not _CASE_PREFIX.fullmatch(cases.reference_prefix):
+        raise ValueError("reference_prefix: 1 to 10 capital letters or digits, starting with a letter")
+    if not cases.command.startswith("/") or len(cases.command) < 2 or " " in cases.command:
+        raise ValueError(f"command: expected a slash command like /trcase, got {cases.command!r}")
+    for name in ("remind_high_after_hours", "remind_medium_after_hours", "rejoin_window_hours"):
+        if not math.isfinite(getattr(cases, name)) or getattr(cases, name) < 0:
+            raise ValueError(f"{name}: must be 0 or more hours, got {getattr(cases, name)}")
+    if not math.isfinite(cases.usergroup_refresh_minutes) or cases.usergroup_refresh_minutes <= 0:
+        raise ValueError("usergroup_refresh_minutes: must be more than 0")
+    for name in ("prescreen_red", "prescreen_amber"):
+        if getattr(cases, name) not in ("open", "offer", "off"):
+            raise ValueError(f"{name}: {getattr(cases, name)!r} is not one of open, offer, off")
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
@@ -197,7 +371,18 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     data = _read_yaml(file, required=bool(named))
     data = _apply_env(data, env)
     config = config_from_dict(data)
+    config = dataclasses.replace(config, source=file.resolve() if file.exists() else None)
     return _resolve_paths(config, file.resolve().parent)
+
+
+def settings_file(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> tuple[Path, str]:
+    """Which settings file ``load_config`` reads, and why: "--config", "TRBOT_CONFIG" or "default"."""
+    env = os.environ if env is None else env
+    if path:
+        return Path(path).resolve(), "--config"
+    if env.get("TRBOT_CONFIG"):
+        return Path(env["TRBOT_CONFIG"]).resolve(), "TRBOT_CONFIG"
+    return Path(DEFAULT_CONFIG_FILE).resolve(), "default"
 
 
 def config_from_dict(data: Mapping[str, Any]) -> Config:
@@ -231,7 +416,7 @@ class _EnvText(str):
 
 def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     merged = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
-    sections = {f.name for f in dataclasses.fields(Config)}
+    sections = {f.name for f in dataclasses.fields(Config) if not f.metadata.get("internal")}
     for name, raw in env.items():
         if not name.startswith(ENV_PREFIX) or name == "TRBOT_CONFIG":
             continue
@@ -252,7 +437,7 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(f"setting {prefix.rstrip('.') or 'settings'}: expected a mapping")
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
+    known = {f.name for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Protocol
 
@@ -26,6 +28,9 @@ class Embedder(Protocol):
     def embed_query(self, text: str) -> np.ndarray: ...
 
 
+QUERY_CACHE_SIZE = 64
+
+
 class SentenceTransformerEmbedder:
     """A sentence-transformers model, loaded offline, on the CPU, on first use.
 
@@ -38,6 +43,10 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self._path = resolve_model_path(model)
         self._model = None
+        # The same question is embedded by the answer, the escalation triggers and the
+        # pre-screen router within milliseconds: the last few query vectors are kept.
+        self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._queries_lock = threading.Lock()
 
     @property
     def model(self):  # noqa: ANN201 - the model class is imported lazily (slow import)
@@ -62,8 +71,19 @@ class SentenceTransformerEmbedder:
         return np.asarray(vectors, dtype=np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:
+        """The query's unit vector (recently embedded queries come from a small cache, as copies)."""
+        with self._queries_lock:
+            cached = self._queries.get(text)
+            if cached is not None:
+                self._queries.move_to_end(text)
+                return cached.copy()
         vector = self.model.encode([text], normalize_embeddings=True, show_progress_bar=False)[0]
-        return np.asarray(vector, dtype=np.float32)
+        vector = np.asarray(vector, dtype=np.float32)
+        with self._queries_lock:
+            self._queries[text] = vector.copy()
+            while len(self._queries) > QUERY_CACHE_SIZE:
+                self._queries.popitem(last=False)
+        return vector
 
 
 def resolve_model_path(model: str) -> str:

@@ -49,6 +49,13 @@ class Call:
         return self.status == 200 and self.error is None
 
 
+@dataclass(frozen=True)
+class _Outage:
+    status: int  # 0: drop the connection without an answer
+    methods: frozenset[str] | None  # None: every method (and response_url)
+    body: str | None = None  # a non-JSON body (an error page), instead of Slack's JSON
+
+
 @dataclass
 class _Failure:
     status: int
@@ -63,6 +70,12 @@ class FakeSlack:
     def __init__(self) -> None:
         self._calls: list[Call] = []
         self._failures: dict[str, deque[_Failure]] = {}
+        self._outage: _Outage | None = None
+        # What apps.connections.open answers (tests point it at a local Socket Mode server).
+        self.socket_mode_url = "wss://fake.slack.test/link"
+        # What usergroups.users.list and conversations.info answer (cases tests set these).
+        self.usergroups: dict[str, list[str]] = {}
+        self.channels: dict[str, dict[str, Any]] = {}
         self._cond = threading.Condition()
         self._ts = itertools.count(1)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -106,6 +119,26 @@ class FakeSlack:
         failure = _Failure(status, count, retry_after if status == 429 else None)
         with self._cond:
             self._failures.setdefault(method, deque()).append(failure)
+
+    def outage(
+        self, status: int = 503, *, drop: bool = False, methods: Any = None, body: str | None = None
+    ) -> None:
+        """Until ``recover()``: answer every call (or those of ``methods``) with HTTP ``status``, or,
+        with ``drop``, close the connection without an answer (Slack unreachable)."""
+        with self._cond:
+            self._outage = _Outage(0 if drop else status, frozenset(methods) if methods else None, body)
+
+    def recover(self) -> None:
+        """End an ``outage``."""
+        with self._cond:
+            self._outage = None
+
+    def _outage_for(self, method: str) -> _Outage | None:
+        with self._cond:
+            outage = self._outage
+        if outage is None or (outage.methods is not None and method not in outage.methods):
+            return None
+        return outage
 
     def error_next(self, method: str, error: str, count: int = 1) -> None:
         """Answer the next ``count`` calls of ``method`` with ``{"ok": false, "error": error}``."""
@@ -187,6 +220,17 @@ def _handler_for(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
             method = _method_of(path)
             headers = {key.lower(): value for key, value in self.headers.items()}
             body = _parse_body(raw, headers.get("content-type", ""), urlsplit(self.path).query)
+            outage = fake._outage_for(method)
+            if outage is not None:
+                fake._record(Call(method, path, body, headers, status=outage.status, error="outage"))
+                if outage.status == 0:
+                    self.close_connection = True
+                    return
+                if outage.body is not None:
+                    self._send_text(outage.status, outage.body)
+                else:
+                    self._send(outage.status, {"ok": False, "error": "service_unavailable"})
+                return
             failure = fake._take_failure(method)
             if failure and failure.error:
                 status, reply = 200, {"ok": False, "error": failure.error}
@@ -279,5 +323,21 @@ _REPLIES: dict[str, Callable[[FakeSlack, dict[str, Any]], dict[str, Any]]] = {
         "ok": True,
         "user": {"id": body.get("user"), "name": "someone", "is_bot": False},
     },
-    "apps.connections.open": lambda fake, body: {"ok": True, "url": "wss://fake.slack.test/link"},
+    "apps.connections.open": lambda fake, body: {"ok": True, "url": fake.socket_mode_url},
+    "chat.getPermalink": lambda fake, body: {
+        "ok": True,
+        "channel": body.get("channel"),
+        "permalink": f"https://fake.slack.test/archives/{body.get('channel')}/p"
+        + str(body.get("message_ts", "")).replace(".", ""),
+    },
+    "usergroups.users.list": lambda fake, body: (
+        {"ok": True, "users": fake.usergroups[body.get("usergroup")]}
+        if body.get("usergroup") in fake.usergroups
+        else {"ok": False, "error": "no_such_subteam"}
+    ),
+    "conversations.info": lambda fake, body: (
+        {"ok": True, "channel": {"id": body.get("channel"), **fake.channels[body.get("channel")]}}
+        if body.get("channel") in fake.channels
+        else {"ok": False, "error": "channel_not_found"}
+    ),
 }

@@ -23,7 +23,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot.config import Config, InstitutionSettings, config_from_dict
 from bot.records import Answer, AnswerStatus, Citation, Confidence, Passage
-from bot.slack.app import create_app
+from bot.slack.app import app_deps, create_app, stop_app_workers
 from bot.slack.serve import EVENTS_PATH, make_http_server
 from bot.state import StateStore
 from tests.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack
@@ -92,7 +92,12 @@ class FakeAnswerer:
 
 def make_config(api_url: str, tmp_path: Path, **slack: Any) -> Config:
     config = config_from_dict({"slack": {"api_url": api_url, **slack}})
-    paths = replace(config.paths, state_db=tmp_path / "state.db", index_db=tmp_path / "index.db")
+    paths = replace(
+        config.paths,
+        state_db=tmp_path / "state.db",
+        index_db=tmp_path / "index.db",
+        watchlist_db=tmp_path / "watchlists.db",  # `trbot serve` opens it (pre-screening)
+    )
     return replace(config, paths=paths)
 
 
@@ -314,6 +319,39 @@ def view_submission(callback_id: str, private_metadata: str, reason: str | None,
     }
 
 
+def view_submission_values(
+    callback_id: str, values: dict[str, Any], *, private_metadata: str = "", user: str = USER
+) -> dict:
+    """A view_submission whose inputs (block id = action id) hold ``values``: text for plain-text
+    inputs, ``{"select": value}`` for a static select, None for an empty input."""
+    state: dict[str, Any] = {}
+    for name, value in values.items():
+        if isinstance(value, dict) and "select" in value:
+            option = {"value": value["select"], "text": {"type": "plain_text", "text": value["select"]}}
+            element = {"type": "static_select", "selected_option": option if value["select"] else None}
+        else:
+            element = {"type": "plain_text_input", "value": value}
+        state[name] = {name: element}
+    payload = view_submission(callback_id, private_metadata, None, user=user)
+    payload["view"]["state"] = {"values": state}
+    return payload
+
+
+def shortcut_payload(callback_id: str, *, user: str = USER) -> dict:
+    """A global shortcut, in the shape Slack sends it."""
+    return {
+        "type": "shortcut",
+        "token": "legacy-verification-token",
+        "action_ts": new_ts(),
+        "team": {"id": TEAM_ID, "domain": "example"},
+        "user": {"id": user, "username": "asker", "team_id": TEAM_ID},
+        "is_enterprise_install": False,
+        "enterprise": None,
+        "callback_id": callback_id,
+        "trigger_id": f"{next(_ids)}.trigger",
+    }
+
+
 # -- signing and posting ---------------------------------------------------------------------
 
 
@@ -379,7 +417,12 @@ class AppServer:
     """The Bolt app from ``create_app`` behind the production WSGI server, on 127.0.0.1."""
 
     def __init__(
-        self, config: Config, answerer: Any, fake: FakeSlack, store: StateStore | None = None
+        self,
+        config: Config,
+        answerer: Any,
+        fake: FakeSlack,
+        store: StateStore | None = None,
+        **app_options: Any,
     ) -> None:
         self.config = config
         self.fake = fake
@@ -393,8 +436,9 @@ class AppServer:
             signing_secret=SECRET,
             token_verification_enabled=False,
             listener_executor=self.executor,
+            **app_options,  # e.g. triager=... (create_app's keyword arguments)
         )
-        self.server = make_http_server(self.app, "127.0.0.1", 0)
+        self.server = make_http_server(self.app, "127.0.0.1", 0, settings=config.slack)
         self.thread = threading.Thread(
             target=self.server.serve_forever, args=(0.05,), name="trbot-http", daemon=True
         )
@@ -404,11 +448,17 @@ class AppServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_port}{EVENTS_PATH}"
 
+    @property
+    def deps(self):
+        return app_deps(self.app)
+
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
         self.executor.wait_idle()
         self.executor.shutdown(wait=True)
+        stop_app_workers(self.app)
+        self.deps.outbox.close()
 
     def post_json(self, payload: dict, *, headers: dict[str, str] | None = None, **sign: Any) -> HttpResult:
         body = json.dumps(payload)
@@ -433,8 +483,32 @@ class AppServer:
         return self.post_form({"payload": json.dumps(payload)})
 
     def settle(self, timeout: float = 10.0) -> None:
-        """Wait until every listener started so far has finished."""
+        """Wait until every listener started so far has finished, the answering queue is empty
+        and the outbox has nothing due (messages waiting for a later retry stay queued)."""
         self.executor.wait_idle(timeout)
+        assert self.deps.work.wait_idle(timeout), "the answering queue did not empty"
+        wait_for_outbox(self.deps.outbox, timeout)
+
+
+def wait_for_outbox(outbox: Any, timeout: float = 10.0) -> None:
+    """Wait until no outbox message is due now or being sent (the worker has caught up)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        due = outbox.seconds_until_due()
+        if due is None or (due > 0.5 and not outbox.counts()["sending"]):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"the outbox still had messages to send after {timeout}s: {outbox.counts()}")
+
+
+def stored_value(
+    store: StateStore, question: str, *, user: str = USER, channel: str = CHANNEL, **answer: Any
+) -> str:
+    """A button value for a canned answer kept in ``store`` (as the bot keeps every answer it sends)."""
+    from bot.slack.answers_render import encode_action_value
+
+    answer_id = store.save_answer(make_answer(question, **answer), user=user, channel=channel)
+    return encode_action_value(answer_id)
 
 
 # -- Slack's limits --------------------------------------------------------------------------
@@ -445,7 +519,10 @@ def assert_within_slack_limits(blocks: list[dict]) -> None:
     assert len(blocks) <= 50, len(blocks)
     for block in blocks:
         if block["type"] == "section":
-            assert len(block["text"]["text"]) <= 3000
+            assert "text" in block or "fields" in block, block
+            assert len(block.get("text", {}).get("text", "")) <= 3000
+            assert len(block.get("fields", [])) <= 10
+            assert all(len(field["text"]) <= 2000 for field in block.get("fields", []))
         if block["type"] == "context":
             assert all(len(element["text"]) <= 3000 for element in block["elements"])
         if block["type"] == "header":
@@ -460,7 +537,8 @@ def assert_within_slack_limits(blocks: list[dict]) -> None:
 def all_text(call_body: dict) -> str:
     """Everything Slack renders from a Web API call body (not button values or metadata), as one string."""
     return json.dumps(
-        _rendered({key: call_body.get(key) for key in ("text", "blocks", "view")}), ensure_ascii=False
+        _rendered({key: call_body.get(key) for key in ("text", "blocks", "view", "attachments")}),
+        ensure_ascii=False,
     )
 
 

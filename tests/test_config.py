@@ -377,3 +377,29 @@ def test_a_channel_set_to_bare_off_is_mode_off_not_the_default(tmp_path):
 
     assert config.slack.channels["C0123"].mode == "off"
     assert config.slack.channels["C0456"].mode == "all"
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "expected"),
+    [
+        ("slack", "http_max_body_bytes", 10, "at least 1024"),
+        ("slack", "http_threads", 0, "at least 1"),
+        ("slack", "http_read_timeout", 0.1, "between 0.5 and 3600"),
+        ("slack", "http_host", "bad host", "IP address or host name"),
+        ("retention", "feedback_days", 0, "more than 0"),
+        ("retention", "dm_days", 50000, "at most 36500"),
+    ],
+)
+def test_http_and_retention_settings_are_range_checked(section, key, value, expected):
+    with pytest.raises(ConfigError, match=f"{section}.{key}.*{expected}"):
+        config_from_dict({section: {key: value}})
+
+
+def test_the_settings_file_in_use_is_recorded(tmp_path):
+    settings = tmp_path / "app.yml"
+    settings.write_text("retention:\n  thread_days: 10\n")
+    config = load_config(settings, env={})
+    assert config.source == settings.resolve() and config.retention.thread_days == 10
+    assert load_config(env={"TRBOT_CONFIG": str(settings)}).source == settings.resolve()
+    with pytest.raises(ConfigError, match="unknown setting 'source'"):
+        config_from_dict({"source": "x"})

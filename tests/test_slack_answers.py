@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from dataclasses import replace
 from unittest.mock import MagicMock
 
@@ -156,16 +157,80 @@ def test_help_command_acks_with_usage(deps, client):
     assert "/trusted-research" in ack.call_args.kwargs["text"] and deps.answerer.calls == []
 
 
-def test_a_broken_button_value_gets_an_apology(deps, client, monkeypatch):
+HOOK = "https://hooks.slack.com/actions/T0TEAM/1/secret"
+
+
+def test_a_broken_button_value_gets_a_note_and_a_failing_store_an_apology(deps, client, monkeypatch):
     sent = []
-    monkeypatch.setattr(listeners, "send_to_response_url", lambda url, message, deps: sent.append(message))
-    body = {"user": {"id": USER}, "channel": {"id": CHANNEL}, "response_url": "http://x/r", "trigger_id": "t"}
+    monkeypatch.setattr(
+        listeners, "send_to_response_url", lambda url, message, deps, **kwargs: sent.append(message)
+    )
+    body = {"user": {"id": USER}, "channel": {"id": CHANNEL}, "response_url": HOOK, "trigger_id": "t"}
     ack = MagicMock()
     listeners.handle_feedback_action(
         ack, body, {"action_id": render.ACTION_HELPFUL, "value": "not json"}, client, deps
     )
     ack.assert_called_once()
-    assert "TR-" in sent[0]["text"] and sent[0]["response_type"] == "ephemeral"
+    assert "no longer have that answer" in sent[0]["text"] and sent[0]["response_type"] == "ephemeral"
+    value = render.encode_action_value(deps.store.save_answer(make_answer("q"), user=USER, channel=CHANNEL))
+    monkeypatch.setattr(deps.store, "add_feedback", MagicMock(side_effect=sqlite3.OperationalError("disk")))
+    listeners.handle_feedback_action(
+        ack, body, {"action_id": render.ACTION_HELPFUL, "value": value}, client, deps
+    )
+    assert "TR-" in sent[1]["text"]
+
+
+def test_feedback_stores_the_stored_answer_not_the_payload(deps, client, monkeypatch):
+    monkeypatch.setattr(listeners, "send_to_response_url", lambda url, message, deps, **kwargs: None)
+    answer_id = deps.store.save_answer(make_answer("Do I need a licence?"), user=USER, channel=CHANNEL)
+    body = {"user": {"id": "U0READER"}, "channel": {"id": "C0ELSEWHERE"}, "response_url": HOOK}
+    value = render.encode_action_value(answer_id)
+    listeners.handle_feedback_action(
+        MagicMock(), body, {"action_id": render.ACTION_HELPFUL, "value": value}, client, deps
+    )
+    [row] = deps.store.list_feedback()
+    assert (row.user, row.channel, row.question) == ("U0READER", CHANNEL, "Do I need a licence?")
+    assert row.chunk_ids == ("export-controls.md#1", "export-controls.md#2")
+
+
+def test_resolve_action_value_reads_the_database(deps):
+    answer_id = deps.store.save_answer(
+        make_answer("q"), user=USER, channel=CHANNEL, thread_ts="1.2", context="c"
+    )
+    value = listeners.resolve_action_value(render.encode_action_value(answer_id), deps)
+    assert (value.question, value.context, value.thread_ts, value.user, value.channel) == (
+        "q",
+        "c",
+        "1.2",
+        USER,
+        CHANNEL,
+    )
+    assert listeners.resolve_action_value('{"q": "forged"}', deps) is None
+
+
+def test_response_urls_off_slack_hosts_are_dropped_and_not_logged(deps, caplog):
+    body = {"response_url": "https://evil.example/steal", "user": {"id": USER}}
+    with caplog.at_level(logging.DEBUG):
+        assert "response_url" not in listeners.checked_body(body, deps)
+        assert listeners.checked_response_url("https://evil.example/steal", deps) is None
+    assert listeners.checked_body({"response_url": HOOK}, deps)["response_url"] == HOOK
+    assert "evil.example" not in caplog.text
+
+
+def test_acknowledgements_in_a_dm_are_not_answered(deps, client, context):
+    for text in ("thanks!", "ok 👍", "lol"):
+        listeners.handle_message(dm_event(text), context, client, deps)
+    assert deps.answerer.calls == [] and not client.chat_postMessage.called
+
+
+def test_unsolicited_not_covered_and_refused_questions_stay_quiet(deps, client):
+    deps = replace(deps, answerer=FakeAnswerer(lambda q, c: make_answer(q, status=AnswerStatus.NOT_COVERED)))
+    listeners.answer_now(Ask("Do partners need vetting?", "C0ALL", USER, unsolicited=True), client, deps)
+    refuse = FakeAnswerer(lambda q, c: (_ for _ in ()).throw(listeners.QuestionError("too long")))
+    listeners.answer_now(
+        Ask("x" * 5000, "C0ALL", USER, unsolicited=True), client, replace(deps, answerer=refuse)
+    )
+    client.chat_postMessage.assert_not_called()
 
 
 def test_feedback_submission_with_bad_metadata_reports_an_error_in_the_modal(deps):
@@ -196,3 +261,17 @@ def test_channel_settings_fall_back_to_the_defaults(deps):
         "mention",
         "public",
     )
+
+
+def test_a_full_disk_under_the_state_database_still_gives_the_answer(deps, client, monkeypatch, caplog):
+    full = sqlite3.OperationalError("database or disk is full")
+    for name in ("save_answer", "remember_thread"):
+        monkeypatch.setattr(deps.store, name, MagicMock(side_effect=full))
+    with caplog.at_level(logging.INFO, logger="bot.slack.answers"):
+        listeners.answer_now(Ask("Do I need a licence?", CHANNEL, USER, thread_ts="1.0"), client, deps)
+    posted = client.chat_postMessage.call_args.kwargs
+    assert "Here is what our guidance says" in posted["text"]  # the answer, without its buttons
+    assert not any(b["type"] == "actions" for b in posted["blocks"])
+    failures = [r for r in caplog.records if r.exc_info and "reference TR-" in r.getMessage()]
+    assert len([r for r in failures if "buttons" in r.getMessage()]) == 1
+    assert "Do I need a licence?" not in caplog.text

@@ -64,22 +64,20 @@ def test_answer_lists_sources_with_links_sections_and_review_dates():
 
 
 def test_answer_shows_confidence_contact_and_feedback_buttons():
-    blocks = render.build_answer_blocks(make_answer("q"))
+    blocks = render.build_answer_blocks(make_answer("q"), answer_id="ans123")
     text = _texts(blocks)
     assert "Confidence: *High* — " in text
     assert CONTACT.team_name in text and "mailto:research-security@example.ac.uk" in text
     buttons = _buttons(blocks)
-    assert set(buttons) == {render.ACTION_HELPFUL, render.ACTION_NOT_HELPFUL}
-    value = render.decode_action_value(buttons[render.ACTION_HELPFUL]["value"])
-    assert value.question == "q" and value.chunk_ids == ("export-controls.md#1", "export-controls.md#2")
+    assert set(buttons) == {render.ACTION_HELPFUL, render.ACTION_NOT_HELPFUL, render.ACTION_TALK}
+    assert render.decode_action_value(buttons[render.ACTION_HELPFUL]["value"]) == render.ActionValue("ans123")
+    assert not any(b["type"] == "actions" for b in render.build_answer_blocks(make_answer("q")))
 
 
-def test_private_answers_get_a_share_button_carrying_the_question_and_thread():
-    blocks = render.build_answer_blocks(make_answer("q"), context="earlier", thread_ts="1.2", shareable=True)
+def test_private_answers_get_a_share_button_carrying_only_the_answer_id():
+    blocks = render.build_answer_blocks(make_answer("a question"), answer_id="ans123", shareable=True)
     share = _buttons(blocks)[render.ACTION_SHARE]
-    assert render.decode_action_value(share["value"]) == render.ActionValue(
-        "q", ("export-controls.md#1", "export-controls.md#2"), "earlier", "1.2"
-    )
+    assert share["value"] == '{"a":"ans123"}'  # the question, chunks and thread stay in the database
 
 
 def test_guidance_text_and_titles_are_escaped():
@@ -116,7 +114,7 @@ def test_shared_answer_names_who_shared_it():
 @pytest.mark.parametrize("status", [AnswerStatus.NOT_COVERED, AnswerStatus.OFF_TOPIC])
 def test_not_covered_reply_is_honest_and_gives_the_contact(status):
     answer = make_answer("What is the capital of France?", status=status)
-    blocks = render.build_answer_blocks(answer)
+    blocks = render.build_answer_blocks(answer, answer_id="ans1")
     text = _texts(blocks)
     assert "doesn't cover this" in text
     assert "#research-security-help" in text and "mailto:research-security@example.ac.uk" in text
@@ -137,7 +135,7 @@ def test_a_very_long_answer_stays_within_slack_limits():
     answer = Answer(
         "Q" * 5000, AnswerStatus.ANSWERED, Confidence.LOW, passages, citations, CONTACT, "M&" * 3000
     )
-    blocks = render.build_answer_blocks(answer, context="C" * 3000, shareable=True, echo_question=True)
+    blocks = render.build_answer_blocks(answer, answer_id="a" * 64, shareable=True, echo_question=True)
     assert_within_slack_limits(blocks)
     text = _texts(blocks)
     assert "*[1]*" in text and "more passages not shown" in text
@@ -148,20 +146,25 @@ def test_many_short_passages_are_capped_at_fifty_blocks():
     passages = tuple(Passage(n, f"c{n}", f"Short passage {n}.", (), 0.5) for n in range(1, 80))
     citations = tuple(Citation(n, f"T{n}", "", None, f"p{n}.md", None) for n in range(1, 80))
     answer = Answer("q", AnswerStatus.ANSWERED, Confidence.MEDIUM, passages, citations, CONTACT, "m")
-    blocks = render.build_answer_blocks(answer, shareable=True)
+    blocks = render.build_answer_blocks(answer, answer_id="ans1", shareable=True)
     assert_within_slack_limits(blocks)
     assert blocks[-1]["type"] == "actions"
     assert "(p1.md)" in _texts(blocks)  # no URL: the file path stands in
 
 
-def test_action_value_shrinks_context_then_question_and_stays_valid_json():
-    value = render.ActionValue('"quoted" ünïcode ' * 300, ("chunk",) * 3, context="x" * 1500, thread_ts="1.2")
-    raw = render.encode_action_value(value)
-    assert len(raw) <= blocks.MAX_BUTTON_VALUE
-    decoded = render.decode_action_value(raw)
-    assert decoded.context is None and decoded.chunk_ids == ("chunk",) * 3 and decoded.question.endswith("…")
-    with pytest.raises(ValueError):
-        render.decode_action_value('{"nope": 1}')
+def test_action_values_hold_a_short_id_and_nothing_else_is_read_from_them():
+    assert render.decode_action_value(render.encode_action_value("abc")) == render.ActionValue("abc")
+    for raw in ('{"nope": 1}', '{"q": "x", "c": "abc"}', '{"a": ""}', '{"a": "' + "x" * 65 + '"}', "[1]"):
+        with pytest.raises(ValueError):
+            render.decode_action_value(raw)
+
+
+def test_echoed_questions_neutralise_slack_formatting():
+    blocks = render.build_answer_blocks(make_answer("*b* _i_ ~s~ `c` ```f```"), echo_question=True)
+    echo = blocks[0]["elements"][0]["text"]
+    assert echo == "You asked: _∗b∗ ˍiˍ ∼s∼ ˋcˋ ˋˋˋfˋˋˋ_"
+    shared = render.build_answer_blocks(make_answer("*b*"), shared_by="U0SHARER")[0]["elements"][0]["text"]
+    assert shared == "<@U0SHARER> shared an answer to: _∗b∗_"
 
 
 def test_highlight_spanning_lines_is_bold_on_each_line():
@@ -233,3 +236,24 @@ def test_guidance_markdown_is_shown_as_plain_words_with_highlights_intact():
         == ">Intro with a link.\n>\n>*• Take a clean laptop abroad.*\n>Next\n>• Other item."
     )
     assert "**" not in render.build_answer_text(answer)
+
+
+# -- review dates and the English-only reply (issue 8) ----------------------------------------
+
+
+def test_a_source_overdue_for_review_is_flagged():
+    from dataclasses import replace
+
+    answer = make_answer("q")
+    stale = replace(answer, citations=(replace(answer.citations[0], stale=True), *answer.citations[1:]))
+    assert "overdue for review" not in str(render.build_answer_blocks(answer))
+    assert str(render.build_answer_blocks(stale)).count("overdue for review") == 1
+
+
+def test_a_question_not_in_english_gets_its_own_reply():
+    message = "I can only read questions in English."
+    answer = Answer(
+        "¿Necesito una licencia?", AnswerStatus.NOT_ENGLISH, Confidence.NONE, (), (), CONTACT, message
+    )
+    text = str(render.build_answer_blocks(answer))
+    assert ":speech_balloon:" in text and message in text

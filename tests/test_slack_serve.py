@@ -12,6 +12,7 @@ import bot.answer
 from bot.slack import answers_render as render
 from bot.slack import serve
 from bot.slack.app import BOT_EVENTS, BOT_SCOPES
+from bot.slack.prescreen_render import SHORTCUT_PRESCREEN
 from bot.slack.serve import SlackConfigError, build_manifest, export_feedback, read_tokens
 from bot.state import StateStore
 from tests.fake_slack import FakeSlack
@@ -26,6 +27,7 @@ from tests.slack_harness import (
     make_config,
     mention_event,
     message_event,
+    stored_value,
     view_submission,
 )
 
@@ -103,13 +105,17 @@ def test_serve_checks_tokens_before_loading_the_model(tmp_path, monkeypatch):
 def test_serve_over_http_loads_once_verifies_the_token_and_serves(fake, tmp_path, monkeypatch):
     loaded, served = [], []
     monkeypatch.setattr(bot.answer, "open_answerer", lambda config: loaded.append(config) or FakeAnswerer())
-    monkeypatch.setattr(serve, "run_http", lambda app, port: served.append((app, port)))
+    monkeypatch.setattr(
+        serve, "run_http", lambda app, listener, settings, secret: served.append((app, listener, secret))
+    )
     config = make_config(fake.api_url, tmp_path)
     serve.serve(
-        config, transport="http", port=8123, env={"SLACK_BOT_TOKEN": BOT, "SLACK_SIGNING_SECRET": SIGNING}
+        config, transport="http", port=0, env={"SLACK_BOT_TOKEN": BOT, "SLACK_SIGNING_SECRET": SIGNING}
     )
-    [(app, port)] = served
-    assert port == 8123 and len(loaded) == 1 and config.paths.state_db.exists()
+    [(app, listener, secret)] = served
+    assert listener.getsockname()[0] == "127.0.0.1" and secret == SIGNING  # bound before the load
+    listener.close()
+    assert len(loaded) == 1 and config.paths.state_db.exists()
     assert app.client.base_url == fake.api_url
     assert fake.calls_to("auth.test")[0].headers["authorization"] == f"Bearer {BOT}"
 
@@ -117,7 +123,7 @@ def test_serve_over_http_loads_once_verifies_the_token_and_serves(fake, tmp_path
 def test_serve_in_socket_mode_uses_the_app_token(fake, tmp_path, monkeypatch):
     started = []
     monkeypatch.setattr(bot.answer, "open_answerer", lambda config: FakeAnswerer())
-    monkeypatch.setattr(serve, "run_socket_mode", lambda app, token: started.append(token))
+    monkeypatch.setattr(serve, "run_socket_mode", lambda app, token, **kwargs: started.append(token))
     serve.serve(make_config(fake.api_url, tmp_path), env={"SLACK_BOT_TOKEN": BOT, "SLACK_APP_TOKEN": APP})
     assert started == [APP]
 
@@ -154,7 +160,8 @@ def test_socket_mode_manifest(tmp_path):
     assert settings["event_subscriptions"]["bot_events"] == list(BOT_EVENTS)
     assert settings["interactivity"] == {"is_enabled": True}
     assert manifest["oauth_config"]["scopes"]["bot"] == list(BOT_SCOPES)
-    assert [c["command"] for c in manifest["features"]["slash_commands"]] == ["/tr"]
+    assert [c["command"] for c in manifest["features"]["slash_commands"]] == ["/tr", "/prescreen"]
+    assert [s["callback_id"] for s in manifest["features"]["shortcuts"]] == [SHORTCUT_PRESCREEN]
     assert manifest["features"]["app_home"]["home_tab_enabled"] is True
     assert manifest["features"]["app_home"]["messages_tab_read_only_enabled"] is False
     assert len(manifest["display_information"]["name"]) <= 35
@@ -210,7 +217,7 @@ def _exercise_every_feature(server: AppServer, fake: FakeSlack) -> None:
     server.post_event(dm_event("q"))
     server.post_event(home_opened_event())
     server.post_command("q")
-    value = render.encode_action_value(render.ActionValue("q", ("c#1",)))
+    value = stored_value(server.store, "q")
     server.post_interaction(block_actions(render.ACTION_SHARE, value, fake.response_url("s"), ephemeral=True))
     server.post_interaction(block_actions(render.ACTION_HELPFUL, value, fake.response_url("h")))
     server.post_interaction(block_actions(render.ACTION_NOT_HELPFUL, value, fake.response_url("n")))

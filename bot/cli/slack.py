@@ -9,18 +9,20 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import click
 import yaml
 
 from bot.config import Config, ConfigError
+from bot.slack.http import HttpServerError
 from bot.slack.serve import SlackConfigError, build_manifest, export_feedback
 from bot.slack.serve import serve as serve_slack
 from bot.state import StateStore
 from indexer.errors import IndexerError
 
-USER_ERRORS = (SlackConfigError, ConfigError, IndexerError)
+USER_ERRORS = (SlackConfigError, HttpServerError, ConfigError, IndexerError)
 
 
 def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -47,6 +49,10 @@ def serve(config: Config, use_http: bool, port: int | None) -> None:
     Loads the index and the model once, then answers until interrupted. Tokens come from
     the environment: SLACK_BOT_TOKEN (xoxb-) and, for Socket Mode, SLACK_APP_TOKEN (xapp-),
     or, for HTTP, SLACK_SIGNING_SECRET. SLACK_API_URL overrides slack.api_url.
+
+    HTTP listens on slack.http_host (default 127.0.0.1: put a TLS proxy in front) and
+    slack.http_port, through waitress, refusing bodies over slack.http_max_body_bytes. A new
+    index written by `trbot index` is taken up within seconds, without a restart.
 
     Example:
 
@@ -113,6 +119,41 @@ def export(config: Config, fmt: str) -> None:
         click.echo(export_feedback(store, fmt), nl=False)
     finally:
         store.close()
+
+
+@feedback.command("purge")
+@click.option(
+    "--before",
+    required=True,
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Delete feedback given before this day (YYYY-MM-DD, UTC).",
+)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+@_user_errors
+def purge(config: Config, before: datetime, yes: bool) -> None:
+    """Delete the feedback given before a date (questions, reasons, who gave it), for good.
+
+    `trbot serve` also deletes feedback older than retention.feedback_days every day.
+
+    Example:
+
+        trbot feedback purge --before 2026-01-01
+    """
+    path = config.paths.state_db
+    if not path.exists():
+        click.echo(f"no feedback: {path} does not exist")
+        return
+    moment = before.replace(tzinfo=UTC)
+    store = StateStore(path, config.retention)
+    try:
+        older = sum(1 for item in store.list_feedback() if item.created_at < moment.isoformat())
+        if older and not yes:
+            click.confirm(f"Delete {older} feedback entries given before {moment:%Y-%m-%d}?", abort=True)
+        removed = store.purge_feedback(moment)
+    finally:
+        store.close()
+    click.echo(f"deleted {removed} feedback entries given before {moment:%Y-%m-%d}")
 
 
 COMMANDS = [serve, manifest, feedback]

@@ -18,7 +18,6 @@ from bot.records import Answer, AnswerStatus, Citation, Confidence, Contact, Pas
 from bot.slack.blocks import (
     ELLIPSIS,
     MAX_BLOCKS,
-    MAX_BUTTON_VALUE,
     MAX_METADATA_CHARS,
     MAX_SECTION_CHARS,
     button,
@@ -46,6 +45,7 @@ MAX_TITLE_CHARS = 120
 ACTION_HELPFUL = "trbot_feedback_helpful"
 ACTION_NOT_HELPFUL = "trbot_feedback_not_helpful"
 ACTION_SHARE = "trbot_share"
+ACTION_TALK = "trbot_talk_to_person"  # opens a case for the research-security team (bot.slack.cases)
 VIEW_FEEDBACK = "trbot_feedback_reason"
 REASON_BLOCK = "reason"
 REASON_ACTION = "reason"
@@ -61,54 +61,40 @@ _CONFIDENCE_TEXT = {
 
 @dataclass(frozen=True)
 class ActionValue:
-    """What a feedback or share button carries: the question, its context and the chunks shown."""
+    """What an answer's buttons act on: the stored answer (``StateStore.save_answer``).
 
-    question: str
+    A button's value holds only ``answer_id``; the rest is filled in from the state database by
+    ``bot.slack.answers.resolve_action_value``, never from the payload, so a forged or edited
+    value cannot change what is shared or stored.
+    """
+
+    answer_id: str
+    question: str = ""
     chunk_ids: tuple[str, ...] = ()
     context: str | None = None
     thread_ts: str | None = None
+    user: str = ""  # who asked
+    channel: str = ""  # where it was answered
+
+
+MAX_ANSWER_ID_CHARS = 64
 
 
 # -- action values ---------------------------------------------------------------------------
 
 
-def encode_action_value(value: ActionValue, limit: int = MAX_BUTTON_VALUE) -> str:
-    """JSON for a button value, shrunk to ``limit`` characters.
-
-    Shrinks in order: drop the context, shorten the question (to 200 characters), drop chunk ids,
-    shorten the question further.
-    """
-    data: dict[str, Any] = {"q": value.question, "c": list(value.chunk_ids)}
-    if value.context:
-        data["x"] = value.context
-    if value.thread_ts:
-        data["t"] = value.thread_ts
-    if len(_dumps(data)) > limit:
-        data.pop("x", None)
-    _shorten_question(data, limit, floor=200)
-    while data["c"] and len(_dumps(data)) > limit:
-        data["c"].pop()
-    _shorten_question(data, limit, floor=0)
-    return _dumps(data)
+def encode_action_value(answer_id: str) -> str:
+    """A button value: the stored answer's short id, as JSON (``{"a": "<id>"}``)."""
+    return json.dumps({"a": answer_id}, separators=(",", ":"))
 
 
 def decode_action_value(raw: str) -> ActionValue:
-    """Parse a button value made by ``encode_action_value``; ValueError if it is not one."""
+    """The answer id in a button value (only ``answer_id`` is set); ValueError if it is not one."""
     data = json.loads(raw)
-    if not isinstance(data, dict) or not isinstance(data.get("q"), str):
+    answer_id = data.get("a") if isinstance(data, dict) else None
+    if not isinstance(answer_id, str) or not 0 < len(answer_id) <= MAX_ANSWER_ID_CHARS:
         raise ValueError("not a trbot action value")
-    chunks = tuple(str(chunk) for chunk in data.get("c") or ())
-    return ActionValue(data["q"], chunks, data.get("x") or None, data.get("t") or None)
-
-
-def _dumps(data: dict[str, Any]) -> str:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-
-
-def _shorten_question(data: dict[str, Any], limit: int, floor: int) -> None:
-    while len(_dumps(data)) > limit and len(data["q"]) > floor:
-        over = len(_dumps(data)) - limit
-        data["q"] = truncate(data["q"], max(floor, len(data["q"]) - max(over, 1)))
+    return ActionValue(answer_id)
 
 
 # -- answers ---------------------------------------------------------------------------------
@@ -117,8 +103,7 @@ def _shorten_question(data: dict[str, Any], limit: int, floor: int) -> None:
 def build_answer_blocks(
     answer: Answer,
     *,
-    context: str | None = None,
-    thread_ts: str | None = None,
+    answer_id: str | None = None,
     shareable: bool = False,
     echo_question: bool = False,
     shared_by: str | None = None,
@@ -127,15 +112,14 @@ def build_answer_blocks(
 
     Args:
         answer: The core's answer (a "not covered" or off-topic answer gets the honest reply).
-        context: The thread's earlier question, kept in the buttons so a share re-asks the same.
-        thread_ts: The thread the answer belongs to (kept in the share button).
+        answer_id: The stored answer's id (``StateStore.save_answer``): the only thing the
+            buttons carry. None: no buttons (a shared copy, or the answer could not be stored).
         shareable: Add a "Share in channel" button (for answers only the asker can see).
         echo_question: Repeat the question at the top (slash commands, where it is not visible).
         shared_by: The user id who shared this answer publicly, shown with the question.
     """
-    value = ActionValue(answer.question, tuple(answer.chunk_ids), context, thread_ts)
     head = _question_blocks(answer.question, echo_question, shared_by)
-    actions = [_actions_block(encode_action_value(value), shareable)]
+    actions = [_actions_block(encode_action_value(answer_id), shareable)] if answer_id else []
     if answer.status is not AnswerStatus.ANSWERED or not answer.passages:
         return head + _not_covered_body(answer) + actions
     return _fit_answer(answer, head, actions)
@@ -155,13 +139,28 @@ def build_answer_text(answer: Answer) -> str:
 def _question_blocks(question: str, echo: bool, shared_by: str | None) -> list[dict[str, Any]]:
     if not echo and not shared_by:
         return []
-    asked = fit_escaped(" ".join(question.split()), MAX_ECHO_CHARS)
+    asked = fit_escaped(" ".join(question.split()), MAX_ECHO_CHARS, _escaped_plain)
     who = f"{user_mention(shared_by)} shared an answer to" if shared_by else "You asked"
     return [context_block(f"{who}: _{asked}_" if asked else who)]
 
 
+# Slack's formatting characters and harmless look-alikes: an echoed question carries none of the
+# asker's formatting (bold, italics, strike-through, code), so a public share shows it as typed.
+_LOOK_ALIKES = str.maketrans({"*": "∗", "_": "ˍ", "~": "∼", "`": "ˋ"})
+
+
+def neutralise_mrkdwn(text: str) -> str:
+    """``text`` with ``*``, ``_``, ``~`` and backticks (so code fences too) replaced by look-alikes."""
+    return text.translate(_LOOK_ALIKES)
+
+
+def _escaped_plain(text: str) -> str:
+    return escape_mrkdwn(neutralise_mrkdwn(text))
+
+
 def _not_covered_body(answer: Answer) -> list[dict[str, Any]]:
-    icon = ":compass:" if answer.status is AnswerStatus.OFF_TOPIC else ":mag:"
+    icons = {AnswerStatus.OFF_TOPIC: ":compass:", AnswerStatus.NOT_ENGLISH: ":speech_balloon:"}
+    icon = icons.get(answer.status, ":mag:")
     return [
         section_block(f"{icon} {fit_escaped(answer.message, MAX_SECTION_CHARS - 20)}"),
         context_block(f"Contact: {contact_line(answer.contact)}"),
@@ -287,6 +286,8 @@ def _source_line(citation: Citation) -> str:
         line += f" ({escape_mrkdwn(truncate(citation.path, MAX_TITLE_CHARS))})"
     if citation.last_reviewed:
         line += f" · last reviewed {escape_mrkdwn(truncate(citation.last_reviewed, 40))}"
+    if citation.stale:
+        line += " · :warning: _overdue for review: check it is still current_"
     return fit_mrkdwn(line, 600)
 
 
@@ -304,6 +305,7 @@ def _actions_block(value: str, shareable: bool) -> dict[str, Any]:
     elements = [
         button(":thumbsup: Helpful", ACTION_HELPFUL, value),
         button(":thumbsdown: Not helpful", ACTION_NOT_HELPFUL, value),
+        button(":raising_hand: Talk to a person", ACTION_TALK, value),
     ]
     if shareable:
         elements.append(button(":loudspeaker: Share in channel", ACTION_SHARE, value, style="primary"))
@@ -355,6 +357,25 @@ def build_usage_text(command: str, contact: Contact) -> str:
 
 def build_progress_text() -> str:
     return ":hourglass_flowing_sand: Looking that up in the guidance…"
+
+
+def build_answer_expired_text(days: float) -> str:
+    """A button on an answer the bot no longer keeps (or never made)."""
+    return (
+        f"I no longer have that answer (answers are kept for {days:g} days). Please ask the question again."
+    )
+
+
+_SHARE_REFUSED = {
+    "not_asker": "Only the person who asked can share this answer. You can ask the question yourself.",
+    "other_channel": "This answer can only be shared where it was asked.",
+    "channel_off": "Sharing answers is turned off in this channel.",
+}
+
+
+def build_share_refused_text(why: str) -> str:
+    """Why a "Share in channel" click did nothing: ``not_asker``, ``other_channel`` or ``channel_off``."""
+    return _SHARE_REFUSED[why]
 
 
 def build_feedback_thanks_text() -> str:
