@@ -12,6 +12,7 @@ class AnswerStatus(StrEnum):
     ANSWERED = "answered"
     NOT_COVERED = "not_covered"
     OFF_TOPIC = "off_topic"
+    NOT_ENGLISH = "not_english"  # the question is not in English, which is all the model reads
 
 
 class Confidence(StrEnum):
@@ -34,7 +35,10 @@ class Contact:
 
 @dataclass(frozen=True)
 class Citation:
-    """One numbered source: a section of a guidance document."""
+    """One numbered source: a section of a guidance document.
+
+    ``stale``: the document's last review is older than ``answer.max_review_age_days``.
+    """
 
     number: int
     title: str
@@ -42,13 +46,15 @@ class Citation:
     url: str | None
     path: str
     last_reviewed: str | None
+    stale: bool = False
 
 
 @dataclass(frozen=True)
 class Passage:
     """The guidance's own words, with the sentences most relevant to the question.
 
-    ``highlights`` are exact substrings of ``text``, in the order they appear.
+    ``text`` is a run of whole sentences of one chunk (all of it, or the part that carries the
+    evidence); ``highlights`` are exact substrings of ``text``, in the order they appear.
     """
 
     citation: int

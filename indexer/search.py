@@ -19,7 +19,7 @@ from indexer.store import DocumentRow, IndexStore, StoredChunk
 from indexer.text import tokenize
 
 MODES = ("hybrid", "bm25", "dense")
-FUSIONS = ("rrf", "weighted")
+FUSIONS = ("rrf", "weighted", "zscore", "relative")
 
 
 @dataclass(frozen=True)
@@ -29,15 +29,21 @@ class RetrievalOptions:
     ``rrf`` (reciprocal-rank fusion) sums ``weight / (rrf_k + rank)`` over the lists a chunk
     appears in, ranks counted from 1; ``rrf_k = 60`` is the value of the original RRF paper.
     ``weighted`` min-max normalises each list's scores over its candidates and sums them
-    with the weights.
+    with the weights; ``zscore`` standardises them instead (mean 0, standard deviation 1 over
+    the candidates), so one outlying score does not squash the rest of its list; ``relative``
+    keeps the cosine similarity as it is (it is comparable across queries) and adds BM25 as a
+    share of the query's best BM25 score, each times its weight.
+    ``bm25_k1`` and ``bm25_b`` are Okapi BM25's term-saturation and length-normalisation.
     """
 
-    fusion: str = "weighted"
+    fusion: str = "relative"
     rrf_k: int = 60
-    bm25_weight: float = 1.0
+    bm25_weight: float = 0.3
     dense_weight: float = 1.0
     candidates: int = 50
     per_doc: int = 1
+    bm25_k1: float = 1.5
+    bm25_b: float = 0.75
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
@@ -48,6 +54,10 @@ class RetrievalOptions:
             raise ValueError(f"per_doc: must be at least 1, got {self.per_doc}")
         if self.bm25_weight < 0 or self.dense_weight < 0 or self.bm25_weight + self.dense_weight == 0:
             raise ValueError("bm25_weight: the weights must be non-negative and not both zero")
+        if not 0 <= self.bm25_k1 <= 10:
+            raise ValueError(f"bm25_k1: must be between 0 and 10, got {self.bm25_k1}")
+        if not 0 <= self.bm25_b <= 1:
+            raise ValueError(f"bm25_b: must be between 0 and 1, got {self.bm25_b}")
 
 
 @dataclass(frozen=True)
@@ -166,6 +176,38 @@ def weighted_fuse(
     return fused
 
 
+def zscore_fuse(scored: Sequence[Sequence[tuple[int, float]]], weights: Sequence[float]) -> dict[int, float]:
+    """Weighted sum of standardised scores; an id missing from a list gets that list's lowest."""
+    fused: dict[int, float] = {}
+    floors: list[float] = []
+    for pairs, weight in zip(scored, weights, strict=True):
+        if not pairs:
+            floors.append(0.0)
+            continue
+        values = np.array([score for _, score in pairs], dtype=np.float64)
+        spread = float(values.std()) or 1.0
+        standard = (values - values.mean()) / spread
+        floors.append(weight * float(standard.min()))
+        for (item, _), value in zip(pairs, standard, strict=True):
+            fused[item] = fused.get(item, 0.0) + weight * float(value)
+    for pairs, floor in zip(scored, floors, strict=True):
+        present = {item for item, _ in pairs}
+        for item in fused:
+            if item not in present:
+                fused[item] += floor
+    return fused
+
+
+def relative_fuse(
+    bm25: np.ndarray, dense: np.ndarray, candidates: Sequence[int], weights: Sequence[float]
+) -> dict[int, float]:
+    """``dense_weight * cosine + bm25_weight * bm25 / best bm25`` for each candidate (either
+    list's); both scores are known for every chunk, so none is counted as missing from a list."""
+    best = max((float(bm25[i]) for i in candidates), default=0.0) or 1.0
+    bm25_weight, dense_weight = weights
+    return {i: dense_weight * float(dense[i]) + bm25_weight * float(bm25[i]) / best for i in candidates}
+
+
 def diversify(ranked: Sequence[int], doc_of: Callable[[int], str], per_doc: int, limit: int) -> list[int]:
     """Keep at most ``per_doc`` items from one document, in order, up to ``limit`` items."""
     kept: list[int] = []
@@ -201,7 +243,7 @@ class SearchIndex:
         self.documents = documents
         self.embedder = embedder
         self.options = options
-        self.bm25 = Bm25Index(tokens)
+        self.bm25 = Bm25Index(tokens, k1=options.bm25_k1, b=options.bm25_b)
         self.matrix = matrix if len(chunks) else np.zeros((0, embedder.dimension), np.float32)
 
     @classmethod
@@ -277,6 +319,10 @@ class SearchIndex:
         if self.options.fusion == "rrf":
             return rrf_fuse([lexical, semantic], weights, self.options.rrf_k)
         scored = [[(i, float(bm25[i])) for i in lexical], [(i, float(dense[i])) for i in semantic]]
+        if self.options.fusion == "zscore":
+            return zscore_fuse(scored, weights)
+        if self.options.fusion == "relative":
+            return relative_fuse(bm25, dense, list(dict.fromkeys(lexical + semantic)), weights)
         return weighted_fuse(scored, weights)
 
 

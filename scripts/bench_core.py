@@ -826,8 +826,9 @@ def print_details(results: dict) -> None:
     latency = results.get("latency", {})
     if latency:
         print(
-            f"\nWarm query latency, SearchIndex.search(q, top_k={TOP_K}), hybrid (RRF), "
-            "query encoding included"
+            f"\nWarm query latency, SearchIndex.search(q, top_k={TOP_K}), hybrid "
+            f"({RetrievalOptions().fusion} fusion), query encoding included "
+            "(embed_query keeps its last 64 queries: repeats are cache hits)"
         )
         head = f"  {'corpus':<16}{'chunks':>8}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}  breakdown p50 ms"
         print(head)

@@ -115,3 +115,159 @@ def test_off_topic_examples_file_is_read_and_checked(tmp_path):
     bad.write_text("book: a train\n")
     with pytest.raises(ConfigError, match="expected a YAML list"):
         load_off_topic(bad)
+
+
+@pytest.mark.parametrize(
+    "question", ["\u200b", "\u200b\u200c\u200d\u2060\ufeff", " \u200b \n\u2060 ", "\u00ad\u200e\u200f"]
+)
+def test_a_question_of_invisible_characters_counts_as_empty(question):
+    from bot.answer import Answerer
+    from bot.config import AnswerSettings
+
+    checker = Answerer.__new__(Answerer)  # check_question needs only the settings
+    checker.settings = AnswerSettings()
+    with pytest.raises(QuestionError, match="Please ask a question"):
+        checker.check_question(question)
+    assert checker.check_question("Do I need\u200b a licence?") == "Do I need a licence?"
+
+
+# --- issue 8: evidence, honesty, review dates --------------------------------------------------
+
+import datetime  # noqa: E402
+
+from bot.answer import Answerer, review_overdue, reviews_overdue  # noqa: E402
+from indexer.build import text_hash  # noqa: E402
+from indexer.chunking import Chunk  # noqa: E402
+from indexer.search import RetrievalOptions, SearchIndex  # noqa: E402
+from indexer.store import DocumentRow, StoredChunk  # noqa: E402
+from indexer.text import tokenize  # noqa: E402
+
+PASSAGES = [
+    (
+        "firs.md",
+        "FIRS",
+        "Deadlines",
+        "Register a political influence arrangement within 28 days of making it.",
+    ),
+    (
+        "firs.md",
+        "FIRS",
+        "Penalties",
+        "Failing to register can mean up to 2 years in prison, or 5 years in the enhanced tier.",
+    ),
+    (
+        "atas.md",
+        "ATAS",
+        "Validity",
+        "An ATAS certificate is valid for 6 months and must be held before the visa.",
+    ),
+    (
+        "travel.md",
+        "Travel",
+        "Devices",
+        "Take a clean loan laptop to high-risk countries such as China, Iran and Russia.",
+    ),
+]
+
+
+@pytest.fixture
+def small_answerer(fake_embedder):
+    chunks = [Chunk(f"{d}#{n}", d, n, t, (t, s), text) for n, (d, t, s, text) in enumerate(PASSAGES)]
+    vectors = fake_embedder.embed_documents([c.embedding_text for c in chunks])
+    stored = [
+        StoredChunk(c, tokenize(c.embedding_text), text_hash(c), v)
+        for c, v in zip(chunks, vectors, strict=True)
+    ]
+    documents = {
+        d: DocumentRow(d, d, t, "", (f"https://example.org/{d}",), (), reviewed, None, "h")
+        for d, t, reviewed in [
+            ("firs.md", "FIRS", "2024-01-10"),
+            ("atas.md", "ATAS", "2026-06-01"),
+            ("travel.md", "Travel", None),
+        ]
+    }
+    index = SearchIndex.from_stored(stored, documents, fake_embedder, RetrievalOptions())
+    settings = AnswerSettings(
+        min_similarity=0.05, high_confidence=0.5, min_coverage=0.6, max_review_age_days=365
+    )
+    return Answerer(index, settings, INSTITUTION, today=lambda: datetime.date(2026, 12, 1))
+
+
+def test_citations_of_documents_overdue_for_review_are_flagged(small_answerer):
+    answer = small_answerer.answer("What is the penalty for failing to register under FIRS?")
+    assert answer.status is AnswerStatus.ANSWERED
+    flags = {c.path: c.stale for c in answer.citations}
+    assert flags.get("firs.md") is True  # reviewed 2024-01-10, more than 365 days before 2026-12-01
+    answer = small_answerer.answer("How long is an ATAS certificate valid?")
+    assert {c.path: c.stale for c in answer.citations}.get("atas.md") is False
+
+
+def test_passages_are_excerpts_that_carry_the_facts(small_answerer):
+    answer = small_answerer.answer("FIRS: how long do I have to register, and what is the penalty?")
+    shown = " ".join(p.text for p in answer.passages)
+    assert "28 days" in shown and "5 years" in shown
+    for passage in answer.passages:
+        assert all(h in passage.text for h in passage.highlights)
+
+
+def test_a_question_in_another_language_gets_the_english_only_reply(small_answerer):
+    answer = small_answerer.answer("¿Necesito una licencia de exportación para compartir datos con un socio?")
+    assert answer.status is AnswerStatus.NOT_ENGLISH and answer.passages == ()
+    assert "English" in answer.message and INSTITUTION.email in answer.message
+
+
+def test_a_question_whose_key_terms_the_guidance_never_names_is_not_covered(small_answerer):
+    assert small_answerer.answer("What is the penalty for plagiarism?").status is AnswerStatus.NOT_COVERED
+    assert small_answerer.answer("What is the FIRS penalty?").status is AnswerStatus.ANSWERED
+
+
+def test_a_follow_up_is_answered_on_its_own_terms(small_answerer):
+    answer = small_answerer.answer("and for Iran?", context="Can I take my laptop to China?")
+    assert answer.status is AnswerStatus.ANSWERED and "Iran" in answer.passages[0].text
+    declined = small_answerer.answer("what about GDPR?", context="What is the FIRS penalty?")
+    assert declined.status is AnswerStatus.NOT_COVERED
+
+
+def test_review_dates():
+    today = datetime.date(2026, 12, 1)
+    assert review_overdue("2025-11-30", 365, today) and not review_overdue("2025-12-01", 365, today)
+    assert not review_overdue(None, 365, today) and not review_overdue("soon", 365, today)
+    rows = [
+        DocumentRow(d, d, d, "", (), (), r, None, "h")
+        for d, r in [("a.md", "2020-01-01"), ("b.md", "2026-11-01"), ("c.md", None), ("d.md", "2019-05-05")]
+    ]
+    overdue, undated = reviews_overdue(rows, 365, today)
+    assert [row[0] for row in overdue] == ["d.md", "a.md"] and undated == ["c.md"]
+
+
+def test_not_english_decline_message_names_the_contact():
+    message = decline_message(AnswerStatus.NOT_ENGLISH, INSTITUTION.contact())
+    assert "English" in message and "TR Office" in message
+
+
+@pytest.mark.model
+@pytest.mark.parametrize(
+    ("question", "context", "expected"),
+    [
+        ("What is the penalty for plagiarism?", None, {AnswerStatus.NOT_COVERED, AnswerStatus.OFF_TOPIC}),
+        (
+            "Ai-je besoin d'une licence d'exportation pour envoyer mon code en Chine ?",
+            None,
+            {AnswerStatus.NOT_ENGLISH},
+        ),
+        ("what about GDPR?", "Do UK sanctions apply to a Russian university?", {AnswerStatus.NOT_COVERED}),
+        ("and how long does it take?", "Do I need an ATAS certificate?", {AnswerStatus.ANSWERED}),
+        ("Do I need an export licence to email technical data abroad?", None, {AnswerStatus.ANSWERED}),
+    ],
+)
+def test_labelled_honesty_cases_with_the_real_model(real_answerer, question, context, expected):
+    answer = real_answerer.answer(question, context=context)
+    assert answer.status in expected, (answer.status, [p.text[:60] for p in answer.passages])
+
+
+@pytest.mark.model
+def test_answers_stay_within_the_passage_and_character_budget(real_answerer):
+    answer = real_answerer.answer("What does ATAS cover, who needs it and how long does it take?")
+    assert answer.status is AnswerStatus.ANSWERED
+    assert len(answer.passages) <= real_answerer.settings.top_passages
+    assert sum(len(p.text) for p in answer.passages) <= real_answerer.settings.max_quoted_chars

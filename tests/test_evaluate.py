@@ -183,3 +183,151 @@ def test_evaluate_lists_questions_whose_documents_were_not_found(index):
 def test_evaluate_needs_a_question_that_expects_documents(index):
     with pytest.raises(IndexerError, match="no question with expected documents"):
         evaluate(index, [EvalQuestion("w1", "what's the weather tomorrow", ())])
+
+
+# --- Fact-level evaluation ------------------------------------------------------------------------
+
+from indexer.evaluate import (  # noqa: E402
+    AnswerOutcome,
+    fact_found,
+    fact_retrieval,
+    facts_found,
+    normalise,
+    parse_facts,
+    score_answers,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Up to  FIVE years'\nimprisonment.", "up to 5 years imprisonment"),
+        ("More than 50 per cent of the shares", "more than 50% of the shares"),
+        ("a £3m package for 1,000 staff", "a 3 million package for 1000 staff"),
+        ("on 1st Jul 2025 (s.23)", "on 1 july 2025 s 23"),
+        ("end-use controls; 60.4 % of outputs", "end use controls 60.4% of outputs"),
+        ("trade.gov — the Master’s route", "trade gov the masters route"),
+    ],
+)
+def test_normalise_folds_case_punctuation_and_number_formats(text, expected):
+    assert normalise(text) == expected
+
+
+def test_a_fact_matches_whole_words_with_any_alternative_and_a_star_for_a_stem():
+    text = normalise("Register within 28 days; failing to register can mean two years in prison.")
+    assert fact_found(text, ["28 days"])
+    assert fact_found(text, ["5 years", "2 years"])  # the second alternative, "two years" as digits
+    assert not fact_found(text, ["8 days"])  # "28 days" does not contain the word "8"
+    assert not fact_found(text, ["regist"])  # no stem match without a star
+    assert fact_found(text, ["regist*"])
+    assert not fact_found(text, ["prisons"])
+
+
+def test_facts_found_reports_each_fact():
+    text = "FIRS: register within 10 days (enhanced tier: Iran and Russia)."
+    assert facts_found(text, [("10 days",), ("Iran",), ("China",), ("ten days", "Russia")]) == [
+        True,
+        True,
+        False,
+        True,
+    ]
+
+
+def test_parse_facts_reads_phrases_and_lists_of_alternatives():
+    assert parse_facts(["LITE", ["5 years", "five years"], 2024]) == (
+        ("LITE",),
+        ("5 years", "five years"),
+        ("2024",),
+    )
+    assert parse_facts(None) == ()
+
+
+@pytest.mark.parametrize("value", ["LITE", [["ok"], []], [["ok", ""]], [{"a": 1}]])
+def test_parse_facts_rejects_what_is_not_a_list_of_phrases(value):
+    with pytest.raises(IndexerError, match="fact"):
+        parse_facts(value, "q.yaml: item 3 (f03)")
+
+
+def test_load_questions_reads_facts_status_context_and_kind(tmp_path):
+    path = tmp_path / "facts.yaml"
+    path.write_text(
+        "- id: f1\n  question: What is the FIRS penalty?\n  expect: [firs.md]\n"
+        "  facts: [['2 years', 'two years'], '5 years']\n"
+        "- id: h1\n  kind: followup\n  context: Do UK sanctions apply?\n  question: what about GDPR?\n"
+        "  expect: []\n  status: declined\n",
+        encoding="utf-8",
+    )
+    first, second = load_questions(path)
+    assert first.facts == (("2 years", "two years"), ("5 years",)) and first.expected_status == "answered"
+    assert (second.kind, second.context, second.expected_status) == (
+        "followup",
+        "Do UK sanctions apply?",
+        "declined",
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("- question: q\n  expect: []\n  status: maybe\n", "status 'maybe' is not one of"),
+        ("- question: q\n  expect: []\n  context: ['x']\n", "context must be"),
+        ("- question: q\n  expect: []\n  facts: 5 years\n", "facts must be a list"),
+    ],
+)
+def test_load_questions_rejects_bad_fact_fields(tmp_path, content, problem):
+    path = tmp_path / "facts.yaml"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(IndexerError, match=problem):
+        load_questions(path)
+
+
+def test_a_declined_status_accepts_either_kind_of_decline():
+    question = EvalQuestion("h", "What is the penalty for plagiarism?", (), status="declined")
+    assert question.handled("not_covered") and question.handled("off_topic")
+    assert not question.handled("answered") and not question.handled("not_english")
+    strict = EvalQuestion("l", "Ai-je besoin d'une licence ?", (), status="not_english")
+    assert strict.handled("not_english") and not strict.handled("not_covered")
+
+
+def test_score_answers_by_hand():
+    questions = [
+        EvalQuestion("f1", "FIRS penalty?", ("firs.md",), facts=(("2 years",), ("5 years",))),
+        EvalQuestion("f2", "ATAS validity?", ("atas.md",), facts=(("6 months",),)),
+        EvalQuestion("h1", "plagiarism?", (), status="declined", kind="lookalike"),
+        EvalQuestion("h2", "GDPR?", (), status="declined", kind="lookalike"),
+        EvalQuestion("l1", "¿licencia?", (), status="not_english", kind="language"),
+    ]
+    outcomes = [
+        AnswerOutcome("answered", "high", ("Up to two years", "or five years."), ("firs.md", "other.md")),
+        AnswerOutcome("answered", "low", ("x" * 300,), ("other.md",)),
+        AnswerOutcome("not_covered"),
+        AnswerOutcome("answered", "medium", ("y" * 100,), ("cyber.md",)),
+        AnswerOutcome("not_english"),
+    ]
+    scores = score_answers(questions, outcomes)
+    assert scores.answered == 1.0 and scores.declined == 0.5  # h2 was answered
+    assert scores.first_cited == 0.5 and scores.any_cited == 0.5
+    assert (scores.facts, scores.fact_questions) == (3, 2)
+    assert scores.fact_recall == pytest.approx(2 / 3) and scores.complete == 0.5
+    assert scores.fact_misses == ["f2#1"]
+    # the answers given: 2, 1 and 1 passages of 29, 300 and 100 characters
+    assert (scores.passages_max, scores.passages_mean) == (2, pytest.approx(4 / 3))
+    assert (scores.quoted_chars_median, scores.quoted_chars_max) == (100, 300)
+    assert scores.handling == {"plain": [2, 2], "lookalike": [1, 2], "language": [1, 1]}
+    assert scores.misses == ["h2 (answered, medium)"]
+
+
+def test_fact_retrieval_counts_facts_in_hits_and_in_the_corpus(index):
+    questions = [
+        EvalQuestion(
+            "e1", "Is emailing technical data abroad an export?", ("export.md",), facts=(("by email",),)
+        ),
+        EvalQuestion(
+            "t1", "Which laptop for conferences abroad?", ("travel.md",), facts=(("loan laptop",), ("visa",))
+        ),
+        EvalQuestion("w1", "what's the weather tomorrow", ()),
+    ]
+    scores = fact_retrieval(index, questions)
+    assert (scores.questions, scores.facts) == (2, 3)
+    assert scores.in_corpus == pytest.approx(2 / 3) and scores.missing_from_corpus == ["t1#2"]
+    assert scores.top5 == pytest.approx(2 / 3) and scores.top10 == pytest.approx(2 / 3)

@@ -76,7 +76,9 @@ def _source_problem(url: str) -> str | None:
         return "not https"
     if not host or host.endswith("."):
         return "malformed host"
-    if any(part in host for part in DENIED_HOST_PARTS) or any(_on_domain(host, d) for d in DENIED_SOURCE_DOMAINS):
+    if any(part in host for part in DENIED_HOST_PARTS) or any(
+        _on_domain(host, d) for d in DENIED_SOURCE_DOMAINS
+    ):
         return "staging, test, mirror or legacy host"
     if not any(_on_domain(host, d) for d in ALLOWED_SOURCE_DOMAINS):
         return "domain not on the allow-list"
@@ -91,7 +93,9 @@ def test_sources_are_canonical_https_pages(path):
 
 
 def test_source_check_rejects_staging_mirrors_and_malformed_hosts():
-    assert _source_problem("https://www.gov.uk/guidance/export-controls-applying-to-academic-research") is None
+    assert (
+        _source_problem("https://www.gov.uk/guidance/export-controls-applying-to-academic-research") is None
+    )
     assert _source_problem("https://www.ecfr.gov/current/title-15") is None
     assert _source_problem("http://www.gov.uk/x") == "not https"
     assert _source_problem("https://www.legislation.gov.uk./ukpga/2017/29") == "malformed host"

@@ -9,7 +9,16 @@ from rank_bm25 import BM25Okapi
 from indexer.build import build_index, text_hash
 from indexer.chunking import Chunk, ChunkingOptions
 from indexer.errors import IndexNotFoundError, ModelError
-from indexer.search import Bm25Index, RetrievalOptions, SearchIndex, diversify, rrf_fuse, weighted_fuse
+from indexer.search import (
+    Bm25Index,
+    RetrievalOptions,
+    SearchIndex,
+    diversify,
+    relative_fuse,
+    rrf_fuse,
+    weighted_fuse,
+    zscore_fuse,
+)
 from indexer.store import StoredChunk
 from indexer.text import tokenize
 from tests.conftest import SMALL_CORPUS, FakeEmbedder
@@ -201,7 +210,7 @@ def assert_best_first(hits) -> None:
     assert scores == sorted(scores, reverse=True)
 
 
-@pytest.mark.parametrize("fusion", ["rrf", "weighted"])
+@pytest.mark.parametrize("fusion", ["rrf", "weighted", "zscore", "relative"])
 @pytest.mark.parametrize("mode", ["hybrid", "bm25", "dense"])
 def test_every_mode_finds_the_matching_passage_first(fake_embedder, mode, fusion):
     index = make_index(fake_embedder, fusion=fusion)
@@ -227,7 +236,7 @@ def test_bm25_and_dense_hits_score_with_their_own_measure(fake_embedder):
 
 
 def test_rrf_hybrid_scores_are_fused_ranks(fake_embedder):
-    index = make_index(fake_embedder, fusion="rrf", rrf_k=60)
+    index = make_index(fake_embedder, fusion="rrf", rrf_k=60, bm25_weight=1.0)
 
     hits = index.search("export licences", top_k=3, mode="hybrid", per_doc=3)
 
@@ -310,7 +319,7 @@ def test_loading_a_missing_index_raises_index_not_found(tmp_path, fake_embedder)
 
 
 def test_retrieval_options_reject_an_unknown_fusion_naming_the_choices():
-    with pytest.raises(ValueError, match=r"^fusion: 'rff' is not one of rrf, weighted$"):
+    with pytest.raises(ValueError, match=r"^fusion: 'rff' is not one of rrf, weighted, zscore, relative$"):
         RetrievalOptions(fusion="rff")
 
 
@@ -327,3 +336,46 @@ def test_retrieval_options_reject_an_unknown_fusion_naming_the_choices():
 def test_retrieval_options_reject_bad_values_naming_the_field(values, field):
     with pytest.raises(ValueError, match=f"^{field}: "):
         RetrievalOptions(**values)
+
+
+# --- z-score and relative fusion, BM25 settings (issue 8) -----------------------------------------
+
+
+def test_zscore_fuse_standardises_each_list_and_gives_a_missing_item_the_lists_lowest():
+    fused = zscore_fuse([[(1, 3.0), (2, 1.0)], [(2, 0.9), (3, 0.5)]], [1.0, 1.0])
+    # list 1: mean 2, sd 1 -> 1: +1, 2: -1; list 2: mean 0.7, sd 0.2 -> 2: +1, 3: -1
+    assert fused == pytest.approx({1: 1.0 + -1.0, 2: -1.0 + 1.0, 3: -1.0 + -1.0})
+
+
+def test_zscore_fuse_of_a_single_item_list_counts_it_as_average():
+    assert zscore_fuse([[(1, 5.0)], []], [1.0, 1.0]) == {1: 0.0}
+
+
+def test_relative_fuse_adds_bm25_as_a_share_of_the_best_to_the_cosine():
+    bm25 = np.array([4.0, 2.0, 0.0])
+    dense = np.array([0.1, 0.6, 0.5])
+    fused = relative_fuse(bm25, dense, [0, 1, 2], (0.5, 1.0))
+    assert fused == pytest.approx({0: 0.1 + 0.5, 1: 0.6 + 0.25, 2: 0.5})
+    assert relative_fuse(np.zeros(2), dense[:2], [0, 1], (0.5, 1.0)) == pytest.approx({0: 0.1, 1: 0.6})
+
+
+def test_relative_hybrid_scores_every_candidate_with_both_measures(fake_embedder):
+    index = make_index(fake_embedder, fusion="relative", bm25_weight=0.3)
+    hits = index.search("export licences", top_k=6, mode="hybrid", per_doc=6)
+    best = max(hit.bm25 for hit in hits)
+    for hit in hits:
+        assert hit.score == pytest.approx(hit.dense + 0.3 * hit.bm25 / best)
+
+
+def test_bm25_settings_reach_the_index(fake_embedder):
+    index = make_index(fake_embedder, bm25_k1=0.9, bm25_b=0.4)
+    assert (index.bm25.k1, index.bm25.b) == (0.9, 0.4)
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [({"bm25_k1": -1.0}, "bm25_k1"), ({"bm25_b": 1.5}, "bm25_b"), ({"fusion": "mean"}, "fusion")],
+)
+def test_retrieval_options_refuse_bad_bm25_settings(options, problem):
+    with pytest.raises(ValueError, match=problem):
+        RetrievalOptions(**options)
