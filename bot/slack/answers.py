@@ -470,21 +470,48 @@ def answer_and_reply(ask: Ask, client: WebClient, deps: BotDeps) -> None:
     The event being handled (its ``EventTicket``) goes with the work, which marks it done once the
     reply is in the outbox. If the queue is full, the event stays received and is answered later.
     """
+
+    def unrecorded(ticket: EventTicket | None) -> None:
+        logger.error("the answering queue is full and %s could not be recorded", ask.channel)
+        send_apology(client, ask, deps, dedupe_key=ticket.reply_key if ticket else None)
+
+    hand_over(
+        deps,
+        lambda ticket: _answer_job(ask, client, deps, ticket),
+        label=f"answer in {ask.channel}",
+        later="answered",
+        unrecorded=unrecorded,
+    )
+
+
+def hand_over(
+    deps: BotDeps,
+    job: Callable[[EventTicket | None], None],
+    *,
+    label: str,
+    later: str,
+    unrecorded: Callable[[EventTicket | None], None],
+) -> None:
+    """Run ``job(ticket)`` on the answering thread for the event being handled (now, without a
+    work queue). A queued job marks its ticket done once its reply is in the outbox.
+
+    If the queue is full, a recorded event is released to be redone later (it "will be
+    ``later`` later"); one that could not be recorded goes to ``unrecorded(ticket)``.
+    """
     ticket = _current_ticket.get()
     if deps.work is None:
-        _answer_job(ask, client, deps, ticket)
+        job(ticket)
         return
     if ticket is not None:
         ticket.record()
         ticket.handed_over = True
-    if deps.work.submit(lambda: _answer_job(ask, client, deps, ticket), label=f"answer in {ask.channel}"):
+    if deps.work.submit(lambda: job(ticket), label=label):
         return
     if ticket is not None and ticket.recorded:
         ticket.release()
-        logger.warning("the answering queue is full: %s will be answered later", ticket.event_id)
+        logger.warning("the answering queue is full: %s will be %s later", ticket.event_id, later)
         return
-    logger.error("the answering queue is full and %s could not be recorded", ask.channel)
-    send_apology(client, ask, deps, dedupe_key=ticket.reply_key if ticket else None)
+    unrecorded(ticket)
 
 
 def _answer_job(ask: Ask, client: WebClient, deps: BotDeps, ticket: EventTicket | None) -> None:

@@ -125,22 +125,17 @@ def route_dm(event: dict, context: BoltContext, client: WebClient, deps: BotDeps
 
 
 def _hand_over(deps: BotDeps, job: Callable[[str | None], Any], label: str) -> None:
-    """Run a DM's screening on the answering thread, as ``bot.slack.answers.answer_and_reply`` does
-    for an answer: the event (its ticket) is done once the reply is queued, under the event's reply
-    key (one reply per event, however often it is redone); if the queue is full, the event stays
+    """Run a DM's screening on the answering thread, as an answer is (``answers.hand_over``):
+    the event (its ticket) is done once the reply is queued, under the event's reply key (one
+    reply per event, however often it is redone); if the queue is full, the event stays
     received and is screened later."""
     from bot.slack import answers
 
-    ticket = answers._current_ticket.get()  # the event being handled (set by answers.tracked)
-    reply_key = ticket.reply_key if ticket is not None else None
-    if deps.work is None:
-        job(reply_key)
-        return
-    if ticket is not None:
-        ticket.record()
-        ticket.handed_over = True
-
-    def run() -> None:
+    def run(ticket: answers.EventTicket | None) -> None:
+        reply_key = ticket.reply_key if ticket is not None else None
+        if deps.work is None:  # answered in the listener: answers.tracked finishes the event
+            job(reply_key)
+            return
         try:
             job(reply_key)
         except Exception:
@@ -151,13 +146,7 @@ def _hand_over(deps: BotDeps, job: Callable[[str | None], Any], label: str) -> N
         if ticket is not None:
             ticket.finish()
 
-    if deps.work.submit(run, label=label):
-        return
-    if ticket is not None and ticket.recorded:
-        ticket.release()
-        logger.warning("the answering queue is full: %s will be screened later", ticket.event_id)
-        return
-    run()
+    answers.hand_over(deps, run, label=label, later="screened", unrecorded=run)
 
 
 def _route(text: str, screener: Any) -> Route:
