@@ -61,6 +61,9 @@ REFERENCE = "$delivered"
 # A message waiting for a referenced one is looked at again after this (it is also woken at once
 # when that one is delivered).
 WAIT_RECHECK_SECONDS = 30.0
+# A message to send after one that is not in the outbox yet (about to be queued: a case notice is
+# queued just before the answer it follows) waits this long for it, then goes anyway.
+AFTER_GRACE_SECONDS = 30.0
 MAX_ERROR_CHARS = 300
 
 
@@ -224,7 +227,8 @@ class Outbox:
             fallback: ``(method, payload, errors)``: if Slack answers one of ``errors`` (for example
                 not_in_channel), the message is sent that way instead (same id and dedupe key).
             after: A dedupe key: send this message only once that one is delivered or failed (for
-                example, remove the progress reaction only after the answer is posted).
+                example, remove the progress reaction only after the answer is posted). If no
+                message has that key yet, this one waits up to ``AFTER_GRACE_SECONDS`` for it.
 
         Raises:
             OutboxError: the method, kind or payload is unusable.
@@ -309,7 +313,10 @@ class Outbox:
                 payload = json.loads(row["payload"] or "{}")
                 try:
                     if row["after_key"]:
-                        _wait_for_settled(conn, row["after_key"])
+                        queued_for = now - _epoch(row["created_at"])
+                        _wait_for_settled(
+                            conn, row["after_key"], missing_waits=queued_for < AFTER_GRACE_SECONDS
+                        )
                     resolved = _resolve(payload, lambda key: _reference_row(conn, key))
                 except _Waiting as waiting:
                     if now >= _epoch(row["give_up_at"]):
@@ -614,9 +621,9 @@ def _resolve(value: Any, lookup: Callable[[str], sqlite3.Row | None]) -> Any:
     return value
 
 
-def _wait_for_settled(conn: sqlite3.Connection, key: str) -> None:
+def _wait_for_settled(conn: sqlite3.Connection, key: str, *, missing_waits: bool) -> None:
     row = conn.execute("SELECT status FROM outbox WHERE dedupe_key = ?", [key]).fetchone()
-    if row is not None and row["status"] in ("pending", "sending"):
+    if (row is None and missing_waits) or (row is not None and row["status"] in ("pending", "sending")):
         raise _Waiting(key)
 
 

@@ -13,7 +13,7 @@ from dataclasses import replace
 import pytest
 
 from bot.config import ConfigError, OutboxSettings, config_from_dict
-from bot.outbox import Outbox, OutboxError
+from bot.outbox import AFTER_GRACE_SECONDS, Outbox, OutboxError
 
 START = 1_800_000_000.0
 SECRET_TEXT = "Can I send the drone design files to Dr Example at the ministry?"
@@ -350,3 +350,19 @@ def test_a_dead_senders_messages_are_taken_over_before_their_lease_ends(tmp_path
     [again] = box.claim()  # its sender was killed: no need to wait out the lease
     assert again.id == message_id and again.attempts == 2
     box.close()
+
+
+def test_after_a_message_not_queued_yet_waits_for_it_then_goes_anyway(outbox, clock):
+    notice = outbox.enqueue("chat.postEphemeral", _post(), kind="case_notice", after="reply:Ev7")
+    assert outbox.claim(10) == []  # the answer it follows is about to be queued
+    answer = outbox.enqueue("chat.postMessage", _post(), kind="answer", dedupe_key="reply:Ev7")
+    [first] = outbox.claim(10)
+    assert first.id == answer
+    outbox.mark_delivered(answer, {"ts": "3.0"})
+    assert [d.id for d in outbox.claim(10)] == [notice]
+    outbox.mark_delivered(notice, {})
+    # One whose predecessor is never queued (the process died in between) is sent after the grace.
+    lonely = outbox.enqueue("chat.postEphemeral", _post(), kind="case_notice", after="reply:Gone")
+    assert outbox.claim(10) == []
+    clock.advance(AFTER_GRACE_SECONDS)
+    assert [d.id for d in outbox.claim(10)] == [lonely]
