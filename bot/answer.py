@@ -5,17 +5,22 @@ No Slack imports: the CLI and the Slack app both call ``Answerer.answer``.
 How an answer is put together:
 
 1. A question that does not read as English gets ``NOT_ENGLISH`` (the model reads English only).
+   Typos are spelt as the guidance spells them before the model reads the question.
 2. Candidates: the best ``candidate_passages`` chunks by hybrid retrieval (up to three per
    document), plus the sections next to the best two, so facts spread over neighbouring
    sections can be shown. A thread follow-up is retrieved both on its own and together with
-   the thread's question, and chunks that carry its own key terms are preferred.
+   the thread's question; chunks that carry its own key terms are preferred, and the best
+   documents' other sections that carry them are added ("what about China?" under FIRS).
 3. Evidence (``bot.evidence.select_excerpts``): sentence windows across the candidates that
    cover the question's key terms, each part of a multi-part question once, within
    ``top_passages`` excerpts and ``max_quoted_chars`` characters.
 4. Judgement: off-topic when the question is more like a request the bot does not handle, or
    nothing is near it; not covered when the guidance is not relevant enough, or when the
-   excerpts do not carry enough of the question's key terms (``min_coverage``): a passage on a
-   similar topic that never names what was asked about ("GDPR", "plagiarism") is no answer.
+   excerpts do not carry enough of the question's key terms (``min_coverage``), or do not name a
+   law or agreement the question names: a passage on a similar topic that never names what was
+   asked about ("GDPR", "plagiarism", "the Human Tissue Act") is no answer. A question naming
+   another office's topic (``knowledge/referrals.yaml``) that the passages do not name is
+   declined with that office's contact.
 """
 
 from __future__ import annotations
@@ -40,12 +45,17 @@ from bot.evidence import (
     coverage,
     importance,
     key_terms,
+    names_title,
+    respell,
     select_excerpts,
+    surface_forms,
     term_set,
+    titles,
     without_term,
 )
 from bot.language import reads_as_english
-from bot.records import Answer, AnswerStatus, Citation, Confidence, Contact, Passage
+from bot.records import Answer, AnswerStatus, Citation, Confidence, Contact, Passage, Referral
+from bot.referrals import ReferralRule, load_referrals, referral_for
 from indexer.embeddings import SentenceTransformerEmbedder
 from indexer.evaluate import AnswerOutcome, EvalQuestion
 from indexer.search import Hit, SearchIndex
@@ -75,6 +85,7 @@ class Answerer:
         institution: Whom to name as the contact (``Config.institution``).
         off_topic: Example requests the bot does not handle (``knowledge/off-topic.yaml``).
         today: What day it is (for flagging documents overdue for review; tests pass their own).
+        referrals: Other offices and their topics (``knowledge/referrals.yaml``).
     """
 
     def __init__(
@@ -84,13 +95,16 @@ class Answerer:
         institution: InstitutionSettings,
         off_topic: Sequence[str] = (),
         today: Callable[[], datetime.date] = datetime.date.today,
+        referrals: Sequence[ReferralRule] = (),
     ) -> None:
         self.index = index
         self.settings = settings
         self.contact = institution.contact()
         self.off_topic = index.embedder.embed_documents(list(off_topic)) if off_topic else None
         self.today = today
+        self.referrals = tuple(referrals)
         self.weights = TermWeights.from_postings(index.bm25.postings, len(index.chunks))
+        self.surface = surface_forms(c.text for c in index.chunks)
         self.excerpt_options = ExcerptOptions(
             max_excerpts=settings.top_passages, max_chars=settings.max_quoted_chars
         )
@@ -98,6 +112,9 @@ class Answerer:
         self._sentences: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         self._number = {c.chunk_id: n for n, c in enumerate(index.chunks)}
+        self._by_document: dict[str, list[int]] = {}
+        for n, c in enumerate(index.chunks):
+            self._by_document.setdefault(c.doc_id, []).append(n)
 
     def answer(self, question: str, context: str | None = None) -> Answer:
         """Answer a question; ``context`` is the thread's earlier question, for short follow-ups.
@@ -108,6 +125,8 @@ class Answerer:
         question = self.check_question(question)
         if not reads_as_english(question):
             return self._decline(question, AnswerStatus.NOT_ENGLISH)
+        asked = question
+        question = respell(question, self.weights, self.surface)  # what the model reads
         words = len(question.split())
         followup = bool(context and context.strip()) and words <= self.settings.followup_max_words
         query = f"{' '.join((context or '').split())} {question}" if followup else question
@@ -116,24 +135,26 @@ class Answerer:
         terms = _stressed(key_terms(query, self.weights), own) if followup else own
         candidates = self._candidates(query, vector, own if followup else (), question if followup else None)
         if not candidates:
-            return self._decline(question, AnswerStatus.OFF_TOPIC)
+            return self._decline(asked, AnswerStatus.OFF_TOPIC, self._referral(question, ()))
         excerpts = select_excerpts(candidates, terms, self.excerpt_options)
         if not excerpts:
-            return self._decline(question, AnswerStatus.NOT_COVERED)
+            return self._decline(asked, AnswerStatus.NOT_COVERED, self._referral(question, ()))
         excerpts = sorted(excerpts, key=lambda e: -self._prior(e, candidates))
         sentences, similarities = self._sentence_similarities(vector, excerpts)
         relevance = relevance_of(excerpts, similarities)
         status = self._judge(relevance, vector)
-        if (
-            status is AnswerStatus.ANSWERED
-            and self._coverage(question, own, excerpts, None if followup else vector)
-            < self.settings.min_coverage
+        if status is AnswerStatus.ANSWERED and (
+            self._coverage(question, own, excerpts, None if followup else vector) < self.settings.min_coverage
+            or not _names_every_title(question, excerpts)
         ):
             status = AnswerStatus.NOT_COVERED
+        referral = self._referral(question, excerpts)
+        if referral is not None and status is AnswerStatus.ANSWERED:
+            status = AnswerStatus.NOT_COVERED  # another office's business, which the passages never name
         if status is not AnswerStatus.ANSWERED:
-            return self._decline(question, status)
+            return self._decline(asked, status, referral)
         highlights = _pick_per_passage(sentences, similarities, self.settings.highlight_sentences)
-        return self._answered(question, excerpts, highlights, relevance)
+        return self._answered(asked, excerpts, highlights, relevance)
 
     @staticmethod
     def _prior(excerpt: Excerpt, candidates: Sequence[Candidate]) -> float:
@@ -171,6 +192,7 @@ class Answerer:
         )
         if own:
             wanted = {t.term for t in own if t.known}
+            candidates += self._naming(candidates[:NEIGHBOURS_OF], wanted, vector, candidates)
             candidates = [
                 Candidate(
                     c.chunk, c.prior + OWN_TERMS_BONUS * bool(wanted & term_set([c.chunk.text])), c.dense
@@ -190,6 +212,22 @@ class Answerer:
                 seen.add(chunk.chunk_id)
                 dense = float(self.index.matrix[number] @ vector)
                 found.append(Candidate(chunk, candidate.prior * 0.5, dense))
+        return found
+
+    def _naming(
+        self, best: list[Candidate], wanted: set[str], vector: np.ndarray, have: list[Candidate]
+    ) -> list[Candidate]:
+        """The other sections of the best documents that name a follow-up's own terms: the thread
+        chose the document ("FIRS"), the follow-up asks about something in it ("what about China?")."""
+        seen = {c.chunk.chunk_id for c in have}
+        found = []
+        for doc_id in dict.fromkeys(c.chunk.doc_id for c in best):
+            for number in self._by_document.get(doc_id, ()):
+                chunk = self.index.chunks[number]
+                if chunk.chunk_id in seen or not wanted & term_set([chunk.text]):
+                    continue
+                seen.add(chunk.chunk_id)
+                found.append(Candidate(chunk, 0.5, float(self.index.matrix[number] @ vector)))
         return found
 
     def _coverage(
@@ -235,10 +273,13 @@ class Answerer:
             )
         return text
 
-    def _decline(self, question: str, status: AnswerStatus) -> Answer:
-        return Answer(
-            question, status, Confidence.NONE, (), (), self.contact, decline_message(status, self.contact)
-        )
+    def _referral(self, question: str, excerpts: Sequence[Excerpt]) -> Referral | None:
+        texts = [text for e in excerpts for text in (e.chunk.text, e.chunk.title, e.chunk.section)]
+        return referral_for(question, texts, self.referrals)
+
+    def _decline(self, question: str, status: AnswerStatus, referral: Referral | None = None) -> Answer:
+        message = decline_message(status, self.contact, referral)
+        return Answer(question, status, Confidence.NONE, (), (), self.contact, message, referral)
 
     def _answered(self, question: str, excerpts: list[Excerpt], highlights: list, relevance: float) -> Answer:
         citations = tuple(self._citation(number, e) for number, e in enumerate(excerpts, start=1))
@@ -296,6 +337,13 @@ class Answerer:
                     self._sentences.move_to_end(sentence)
                 rows.append(row)
         return np.vstack(rows) if rows else np.zeros((0, self.index.embedder.dimension), np.float32)
+
+
+def _names_every_title(question: str, excerpts: Sequence[Excerpt]) -> bool:
+    """Whether the excerpts' passages name every law or agreement the question names: a passage
+    on another Act is no answer about "the Human Tissue Act"."""
+    texts = [text for e in excerpts for text in (e.chunk.text, e.chunk.title, e.chunk.section)]
+    return all(names_title(title, texts) for title in titles(question))
 
 
 def _stressed(terms: Sequence[KeyTerm], own: Sequence[KeyTerm]) -> list[KeyTerm]:
@@ -372,8 +420,14 @@ def answer_message(confidence: Confidence, count: int) -> str:
     return f"{lead}."
 
 
-def decline_message(status: AnswerStatus, contact: Contact) -> str:
+def decline_message(status: AnswerStatus, contact: Contact, referral: Referral | None = None) -> str:
     ask = f"please ask the {contact.team_name} ({contact.email}, or {contact.slack_channel} in Slack)."
+    if referral is not None and status is not AnswerStatus.NOT_ENGLISH:
+        return (
+            f"Questions about {referral.topic} are for {referral.office} ({referral.contact}): our "
+            f"research-security guidance doesn't cover them, so I won't guess. If there is a "
+            f"research-security side to it as well, {ask}"
+        )
     if status is AnswerStatus.NOT_ENGLISH:
         return (
             "I can only read questions in English, so I can't tell what our guidance says about this "
@@ -407,11 +461,17 @@ def open_answerer(config: Config, embedder: SentenceTransformerEmbedder | None =
 
     Raises:
         IndexerError: no usable index, or the model cannot be loaded or does not match.
-        ConfigError: the off-topic examples file is malformed.
+        ConfigError: the off-topic examples or the referrals file is malformed.
     """
     embedder = embedder or load_embedder(config)
     index = SearchIndex.load(config.paths.index_db, embedder, config.retrieval)
-    return Answerer(index, config.answer, config.institution, load_off_topic(config.paths.off_topic))
+    return Answerer(
+        index,
+        config.answer,
+        config.institution,
+        load_off_topic(config.paths.off_topic),
+        referrals=load_referrals(config.paths.referrals),
+    )
 
 
 def load_off_topic(path: Path) -> list[str]:

@@ -54,6 +54,7 @@ class PathSettings:
     index_db: Path = Path("var/index.db")
     state_db: Path = Path("var/trbot.db")
     off_topic: Path = Path("knowledge/off-topic.yaml")
+    referrals: Path = Path("knowledge/referrals.yaml")
     triggers: Path = Path("knowledge/triggers.yml")
     watchlist_db: Path = Path("var/watchlists.db")
     watchlists_dir: Path = Path("knowledge/watchlists")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -103,8 +104,9 @@ class TermWeights:
 
     def spelling(self, term: str) -> str:
         """A known term one typo away, or the term itself: a letter too many ("honourari"), a
-        letter missing ("vistor") or a vowel for another ("quantam"). Other changes are not
-        guessed at: "consent" is not a misspelt "content"."""
+        letter missing ("vistor") or, in a word of six letters or more, a vowel for another
+        ("quantam"; but "spill" is no "spell"). Other changes are not guessed at: "consent" is
+        not a misspelt "content"."""
         if self.known(term) or len(term) < 5:
             return term
         for variant in sorted(_deletions(term)):
@@ -112,6 +114,8 @@ class TermWeights:
                 return variant
         if term in self._deletes:
             return self._deletes[term]
+        if len(term) < 6:
+            return term
         for n, letter in enumerate(term):
             if letter in _VOWELS:
                 for other in _VOWELS.replace(letter, ""):
@@ -121,10 +125,16 @@ class TermWeights:
 
 
 _VOWELS = "aeiou"
+# Titles of laws and agreements end in one of these ("Human Tissue Act", "Wassenaar Arrangement").
+INSTRUMENTS = frozenset(
+    """Act Acts Arrangement Agreement Bill Convention Directive Order Protocol Regulation
+    Regulations Treaty""".split()
+)
 
 
 def _deletions(term: str) -> set[str]:
-    return {term[:i] + term[i + 1 :] for i in range(len(term))}
+    """The term with one letter left out, never the first ("tissu" is no "issu")."""
+    return {term[:i] + term[i + 1 :] for i in range(1, len(term))}
 
 
 @dataclass(frozen=True)
@@ -156,13 +166,82 @@ def key_terms(question: str, weights: TermWeights) -> list[KeyTerm]:
 
 
 def _names(question: str) -> list[str]:
-    """Capitalised words not at the start of a sentence, and not all capitals (acronyms)."""
+    """Capitalised words not at the start of a sentence, and not all capitals (acronyms).
+
+    The title of a law or an agreement ("the Wassenaar Arrangement", "the Human Tissue Act") is
+    not a name: it is what was asked about, so the guidance either covers it or does not.
+    """
     found = []
     for sentence in re.split(r"(?<=[.!?])\s+", question.strip()):
-        for position, word in enumerate(re.findall(r"[A-Za-z][\w'-]*", sentence)):
-            if position and word[0].isupper() and not word.isupper():
-                found.append(word)
+        run: list[str] = []
+        for position, word in enumerate([*re.findall(r"[A-Za-z][\w'-]*", sentence), ""]):
+            if position and word[:1].isupper():
+                run.append(word)
+                continue
+            if run and run[-1] not in INSTRUMENTS:
+                found.extend(w for w in run if not w.isupper())
+            run = []
     return found
+
+
+def titles(question: str) -> list[tuple[str, ...]]:
+    """The titles of laws and agreements the question names, as stems ("Human Tissue Act" ->
+    ("human", "tissu", "act")); a bare "the Act" is no title."""
+    found = []
+    for sentence in re.split(r"(?<=[.!?])\s+", question.strip()):
+        run: list[str] = []
+        for word in [*re.findall(r"[A-Za-z][\w'-]*", sentence), ""]:
+            if word[:1].isupper():
+                run.append(word)
+                continue
+            if len(run) >= 2 and run[-1] in INSTRUMENTS:
+                stems = tokenize(" ".join(run))  # "Does" and other stop words fall away
+                while stems and stems[0] in _JURISDICTIONS:  # "the UK Export Control Act"
+                    stems.pop(0)
+                found.append(tuple(stems))
+            run = []
+    return [title for title in found if len(title) >= 2]
+
+
+_JURISDICTIONS = frozenset(tokenize("UK US EU British American European English Scottish"))
+
+
+def names_title(title: Sequence[str], texts: Iterable[str]) -> bool:
+    """Whether one of the texts names the title: its stems in a row."""
+    size = len(title)
+    for text in texts:
+        tokens = tokenize(text)
+        if any(tuple(tokens[i : i + size]) == tuple(title) for i in range(len(tokens) - size + 1)):
+            return True
+    return False
+
+
+def surface_forms(texts: Iterable[str]) -> dict[str, str]:
+    """Each stem of the texts with the word the texts most often spell it as ("quantum")."""
+    counts: dict[str, dict[str, int]] = {}
+    for word, count in Counter(w for text in texts for w in _WORDS.findall(text.lower())).items():
+        stem = _stem(word)
+        counts.setdefault(stem, {})[word] = count
+    return {stem: max(forms, key=lambda w: (forms[w], -len(w), w)) for stem, forms in counts.items()}
+
+
+def respell(question: str, weights: TermWeights, surface: Mapping[str, str]) -> str:
+    """The question with its typos spelt as the guidance spells them ("quantam computing" ->
+    "quantum computing"), so that the model reads the word it knows; names are left alone."""
+    names = set(_names(question))
+
+    def fix(match: re.Match[str]) -> str:
+        word = match.group(0)
+        if word in names or len(word) < 5:
+            return word
+        stem = _stem(word)
+        fixed = stem if weights.known(stem) else weights.spelling(stem)
+        return surface.get(fixed, word) if fixed != stem else word
+
+    return _WORDS.sub(fix, question)
+
+
+_WORDS = re.compile(r"[A-Za-z]+")
 
 
 def _stem(word: str) -> str:

@@ -34,6 +34,16 @@ class Contact:
 
 
 @dataclass(frozen=True)
+class Referral:
+    """Another office that handles what a question asks about (``knowledge/referrals.yaml``);
+    ``topic`` is the phrase of the question that is its business."""
+
+    office: str
+    contact: str
+    topic: str
+
+
+@dataclass(frozen=True)
 class Citation:
     """One numbered source: a section of a guidance document.
 
@@ -75,6 +85,7 @@ class Answer:
     citations: tuple[Citation, ...]
     contact: Contact
     message: str
+    referral: Referral | None = None
 
     @property
     def chunk_ids(self) -> list[str]:

@@ -32,7 +32,7 @@ from sqlite_utils.migrations import Migrations
 
 from bot.config import RetentionSettings
 from bot.database import Connections
-from bot.records import Answer, AnswerStatus, Citation, Confidence, Contact, Passage
+from bot.records import Answer, AnswerStatus, Citation, Confidence, Contact, Passage, Referral
 
 migrations = Migrations("trbot-state")
 
@@ -508,6 +508,7 @@ def _answer_from_json(raw: str) -> Answer | None:
             citations=tuple(Citation(**c) for c in data["citations"]),
             contact=Contact(**data["contact"]),
             message=data["message"],
+            referral=Referral(**data["referral"]) if data.get("referral") else None,
         )
     except (ValueError, KeyError, TypeError):  # an older or newer record: the caller re-answers
         return None

@@ -271,3 +271,62 @@ def test_answers_stay_within_the_passage_and_character_budget(real_answerer):
     assert answer.status is AnswerStatus.ANSWERED
     assert len(answer.passages) <= real_answerer.settings.top_passages
     assert sum(len(p.text) for p in answer.passages) <= real_answerer.settings.max_quoted_chars
+
+
+def test_a_question_naming_a_law_the_passages_never_name_is_not_covered(small_answerer):
+    answer = small_answerer.answer(
+        "Is the FIRS penalty in the Enhanced Tier Act?"
+    )  # every word but "Act" known
+    assert answer.status is AnswerStatus.NOT_COVERED
+    assert small_answerer.answer("What is the FIRS penalty?").status is AnswerStatus.ANSWERED
+
+
+def test_a_follow_up_finds_the_section_of_the_thread_document_that_names_its_terms(fake_embedder):
+    firs = [
+        ("FIRS penalties", "The FIRS penalty for failing to register is up to 2 years in prison."),
+        ("FIRS registration", "Register FIRS arrangements on time; failing to register is an offence."),
+        (
+            "FIRS penalty tiers",
+            "The FIRS penalty in the enhanced tier is up to 5 years for failing to register.",
+        ),
+        (
+            "FIRS who registers",
+            "The person who makes the FIRS arrangement must register it, or face the penalty.",
+        ),
+        ("FIRS countries", "The enhanced tier names Iran and Russia; China is not on it as of 2026."),
+    ]
+    others = [
+        (f"china-{n}.md", f"China {n}", "China China China: universities in China and their links in China.")
+        for n in range(3)
+    ]
+    chunks = [Chunk(f"firs.md#{n}", "firs.md", n, "FIRS", ("FIRS", s), t) for n, (s, t) in enumerate(firs)]
+    chunks += [Chunk(f"{d}#{n}", d, n, t, (t,), text) for d, t, text in others for n in range(3)]
+    vectors = fake_embedder.embed_documents([c.embedding_text for c in chunks])
+    stored = [
+        StoredChunk(c, tokenize(c.embedding_text), text_hash(c), v)
+        for c, v in zip(chunks, vectors, strict=True)
+    ]
+    documents = {
+        d: DocumentRow(d, d, d, "", (f"https://example.org/{d}",), (), None, None, "h")
+        for d in {c.doc_id for c in chunks}
+    }
+    index = SearchIndex.from_stored(stored, documents, fake_embedder, RetrievalOptions())
+    settings = AnswerSettings(min_similarity=0.05, candidate_passages=6, min_coverage=0.6)
+    answerer = Answerer(index, settings, INSTITUTION)
+    answer = answerer.answer("what about China?", context="What is the FIRS penalty for failing to register?")
+    assert answer.status is AnswerStatus.ANSWERED
+    assert any("China is not on it" in p.text for p in answer.passages)
+
+
+def test_another_offices_topic_is_referred_to_that_office(small_answerer):
+    from bot.records import Referral
+    from bot.referrals import ReferralRule
+
+    rules = [ReferralRule("the Data Protection Officer", "dpo@example.ac.uk", ("GDPR",))]
+    referring = Answerer(small_answerer.index, small_answerer.settings, INSTITUTION, referrals=rules)
+    answer = referring.answer("What is the FIRS penalty for a GDPR breach?")
+    assert answer.status is AnswerStatus.NOT_COVERED and answer.passages == ()
+    assert answer.referral == Referral("the Data Protection Officer", "dpo@example.ac.uk", "GDPR")
+    assert "the Data Protection Officer (dpo@example.ac.uk)" in answer.message
+    assert INSTITUTION.email in answer.message  # the research-security side still has its contact
+    assert referring.answer("What is the FIRS penalty?").status is AnswerStatus.ANSWERED

@@ -14,9 +14,13 @@ from bot.evidence import (
     covers,
     importance,
     key_terms,
+    names_title,
+    respell,
     select_excerpts,
     sentence_spans,
+    surface_forms,
     term_set,
+    titles,
     without_term,
 )
 from indexer.chunking import Chunk
@@ -61,8 +65,25 @@ def test_key_terms_drop_generic_words_and_unknown_names_but_keep_acronyms():
 
 
 def test_key_terms_take_the_guidance_spelling_of_a_typo():
-    weights = TermWeights({"quantum": 3, "visitor": 2, "content": 4}, 10)
+    weights = TermWeights({"quantum": 3, "visitor": 2, "content": 4, "spell": 2, "issu": 2}, 10)
     assert [t.term for t in key_terms("quantam vistor consent", weights)] == ["quantum", "visitor", "consent"]
+    assert [t.term for t in key_terms("a chemical spill", weights)] == [
+        "chemic",
+        "spill",
+    ]  # short: no vowel swap
+    assert [t.term for t in key_terms("human tissue", weights)] == [
+        "human",
+        "tissu",
+    ]  # never the first letter
+
+
+def test_key_terms_keep_the_title_of_a_law_or_agreement_but_drop_names():
+    weights = TermWeights({"act": 3, "arrang": 2, "control": 5, "human": 1}, 10)
+    terms = [t.term for t in key_terms("is the Wassenaar Arrangement part of the UK control list?", weights)]
+    assert terms[:2] == ["wassenaar", "arrang"]
+    terms = [t.term for t in key_terms("storing samples under the Human Tissue Act", weights)]
+    assert "tissu" in terms
+    assert "wassenaar" not in [t.term for t in key_terms("a visit from Wassenaar University", weights)]
 
 
 def test_covers_matches_stems_synonyms_and_word_families():
@@ -121,3 +142,22 @@ def test_select_excerpts_covers_each_part_from_several_chunks_within_the_budget(
 
 def test_select_excerpts_of_nothing_is_nothing():
     assert select_excerpts([], [KeyTerm("firs", 1.0, True)]) == []
+
+
+def test_titles_of_laws_are_found_and_matched_as_phrases():
+    assert titles("Does the UK Export Control Act apply, or the Human Tissue Act?") == [
+        ("export", "control", "act"),
+        ("human", "tissu", "act"),
+    ]
+    assert titles("what does the Act say about Wassenaar?") == []
+    assert names_title(("export", "control", "act"), ["It rests on the Export Control Act 2002."])
+    assert not names_title(("human", "tissu", "act"), ["Human samples fall under the Act on tissue."])
+
+
+def test_respell_gives_the_model_the_guidance_spelling_but_leaves_names():
+    surface = surface_forms(["Quantum computing and the visitor rules", "Visitors"])
+    weights = TermWeights({"quantum": 1, "comput": 1, "visitor": 2, "rule": 1}, 3)
+    assert respell("my quantam computing project, and our vistor", weights, surface) == (
+        "my quantum computing project, and our visitor"
+    )
+    assert respell("I met Vistor Petrov", weights, surface) == "I met Vistor Petrov"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import socket
 import sqlite3
 import subprocess
@@ -9,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bot.records import Referral
 from bot.state import (
     BUSY,
     DONE,
@@ -267,6 +269,8 @@ def test_stored_answers_round_trip_and_expire(store):
     assert stored.answer == answer and (stored.user, stored.channel, stored.thread_ts) == ("U1", "C1", "1.1")
     assert stored.chunk_ids == tuple(answer.chunk_ids) and len(answer_id) == 12
     assert store.stored_answer("nope") is None and store.stored_answer("x" * 100) is None
+    referred = dataclasses.replace(answer, referral=Referral("the DPO", "dpo@example.ac.uk", "GDPR"))
+    assert store.stored_answer(store.save_answer(referred, user="U1", channel="C1")).answer == referred
     _age(store, "answers", "created_at", 31)
     store.prune()
     assert store.stored_answer(answer_id) is None
