@@ -43,9 +43,9 @@ from bot.evidence import (
     KeyTerm,
     TermWeights,
     coverage,
+    has_phrase,
     importance,
     key_terms,
-    names_title,
     respell,
     select_excerpts,
     surface_forms,
@@ -59,6 +59,7 @@ from bot.referrals import ReferralRule, load_referrals, referral_for
 from indexer.embeddings import SentenceTransformerEmbedder
 from indexer.evaluate import AnswerOutcome, EvalQuestion
 from indexer.search import Hit, SearchIndex
+from indexer.text import tokenize
 
 # Chunks of one document among the candidates at most.
 CANDIDATES_PER_DOCUMENT = 3
@@ -342,8 +343,11 @@ class Answerer:
 def _names_every_title(question: str, excerpts: Sequence[Excerpt]) -> bool:
     """Whether the excerpts' passages name every law or agreement the question names: a passage
     on another Act is no answer about "the Human Tissue Act"."""
-    texts = [text for e in excerpts for text in (e.chunk.text, e.chunk.title, e.chunk.section)]
-    return all(names_title(title, texts) for title in titles(question))
+    named = titles(question)
+    if not named:
+        return True
+    texts = [tokenize(text) for e in excerpts for text in (e.chunk.text, e.chunk.title, e.chunk.section)]
+    return all(has_phrase(title, texts) for title in named)
 
 
 def _stressed(terms: Sequence[KeyTerm], own: Sequence[KeyTerm]) -> list[KeyTerm]:

@@ -208,10 +208,16 @@ _JURISDICTIONS = frozenset(tokenize("UK US EU British American European English 
 
 def names_title(title: Sequence[str], texts: Iterable[str]) -> bool:
     """Whether one of the texts names the title: its stems in a row."""
-    size = len(title)
-    for text in texts:
-        tokens = tokenize(text)
-        if any(tuple(tokens[i : i + size]) == tuple(title) for i in range(len(tokens) - size + 1)):
+    return has_phrase(title, [tokenize(text) for text in texts])
+
+
+def has_phrase(stems: Sequence[str], token_lists: Iterable[Sequence[str]]) -> bool:
+    """Whether one of the token lists (``tokenize`` of a text) has the stems in a row."""
+    wanted, size = tuple(stems), len(stems)
+    for tokens in token_lists:
+        if wanted[0] in tokens and any(
+            tuple(tokens[i : i + size]) == wanted for i in range(len(tokens) - size + 1)
+        ):
             return True
     return False
 

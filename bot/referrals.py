@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import yaml
 
 from bot.config import ConfigError
-from bot.evidence import names_title
+from bot.evidence import has_phrase
 from bot.records import Referral
 from indexer.text import tokenize
 
@@ -29,21 +30,25 @@ class ReferralRule:
     contact: str
     topics: tuple[str, ...]
 
+    @cached_property
     def stems(self) -> list[tuple[str, tuple[str, ...]]]:
         return [(topic, tuple(tokenize(topic))) for topic in self.topics]
+
+    @cached_property
+    def stems_of(self) -> dict[str, tuple[str, ...]]:
+        return dict(self.stems)
 
 
 def referral_for(question: str, shown: Iterable[str], rules: Sequence[ReferralRule]) -> Referral | None:
     """The first office whose topic the question names and the shown texts do not (the longest
     such topic, if one office has several), or None."""
-    asked = [" ".join(question.split())]
-    texts = list(shown)
+    asked = [tokenize(question)]
+    texts: list[list[str]] | None = None  # tokenized only if the question names a topic
     for rule in rules:
-        named = [
-            topic
-            for topic, stems in rule.stems()
-            if stems and names_title(stems, asked) and not names_title(stems, texts)
-        ]
+        named = [topic for topic, stems in rule.stems if has_phrase(stems, asked)]
+        if named and texts is None:
+            texts = [tokenize(text) for text in shown]
+        named = [topic for topic in named if not has_phrase(rule.stems_of[topic], texts or [])]
         if named:
             return Referral(rule.office, rule.contact, max(named, key=len))
     return None
