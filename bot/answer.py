@@ -428,8 +428,8 @@ def decline_message(status: AnswerStatus, contact: Contact, referral: Referral |
     ask = f"please ask the {contact.team_name} ({contact.email}, or {contact.slack_channel} in Slack)."
     if referral is not None and status is not AnswerStatus.NOT_ENGLISH:
         return (
-            f"Questions about {referral.topic} are for {referral.office} ({referral.contact}): our "
-            f"research-security guidance doesn't cover them, so I won't guess. If there is a "
+            f"This is a question for {referral.office} ({referral.contact}): our research-security "
+            f"guidance doesn't cover “{referral.topic}”, so I won't guess. If there is a "
             f"research-security side to it as well, {ask}"
         )
     if status is AnswerStatus.NOT_ENGLISH:
