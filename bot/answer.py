@@ -33,9 +33,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from bot.config import AnswerSettings, Config, ConfigError, InstitutionSettings
+from bot.config import AnswerSettings, Config, ConfigError, InstitutionSettings, read_data_file
 from bot.evidence import (
     Candidate,
     Excerpt,
@@ -480,12 +479,9 @@ def open_answerer(config: Config, embedder: SentenceTransformerEmbedder | None =
 
 def load_off_topic(path: Path) -> list[str]:
     """The example off-topic requests: a YAML list of strings (a missing file means none)."""
-    if not path.exists():
+    data = read_data_file(path, "off-topic examples")
+    if data is None:
         return []
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read the off-topic examples ({str(exc).splitlines()[0]})") from exc
     if not isinstance(data, list) or not all(isinstance(item, str) and item.strip() for item in data):
         raise ConfigError(f"{path}: expected a YAML list of example requests (one string each)")
     return data

@@ -393,6 +393,21 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
     return _build(Config, data, "")
 
 
+def read_data_file(path: Path, what: str) -> Any:
+    """The parsed YAML of an institution data file (off-topic examples, referrals), or None if
+    the file is missing.
+
+    Raises:
+        ConfigError: the file cannot be read or is not YAML; the message names it and ``what``.
+    """
+    if not path.exists():
+        return None
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the {what} ({_first_line(exc)})") from exc
+
+
 def _read_yaml(file: Path, required: bool) -> dict[str, Any]:
     if not file.exists():
         if required:

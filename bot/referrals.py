@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-import yaml
-
-from bot.config import ConfigError
+from bot.config import ConfigError, read_data_file
 from bot.evidence import has_phrase
 from bot.records import Referral
 from indexer.text import tokenize
@@ -60,12 +58,7 @@ def load_referrals(path: Path) -> list[ReferralRule]:
     Raises:
         ConfigError: the file cannot be read or an entry is malformed (the message says which).
     """
-    if not path.exists():
-        return []
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read the referrals ({str(exc).splitlines()[0]})") from exc
+    data = read_data_file(path, "referrals")
     if data is None:
         return []
     if not isinstance(data, list):

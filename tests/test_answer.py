@@ -170,23 +170,30 @@ PASSAGES = [
 ]
 
 
-@pytest.fixture
-def small_answerer(fake_embedder):
-    chunks = [Chunk(f"{d}#{n}", d, n, t, (t, s), text) for n, (d, t, s, text) in enumerate(PASSAGES)]
+def index_of(chunks, fake_embedder, reviewed=None):
+    """A search index over the chunks; ``reviewed``: doc id -> (title, last_reviewed)."""
     vectors = fake_embedder.embed_documents([c.embedding_text for c in chunks])
     stored = [
         StoredChunk(c, tokenize(c.embedding_text), text_hash(c), v)
         for c, v in zip(chunks, vectors, strict=True)
     ]
+    reviewed = reviewed or {c.doc_id: (c.doc_id, None) for c in chunks}
     documents = {
-        d: DocumentRow(d, d, t, "", (f"https://example.org/{d}",), (), reviewed, None, "h")
-        for d, t, reviewed in [
-            ("firs.md", "FIRS", "2024-01-10"),
-            ("atas.md", "ATAS", "2026-06-01"),
-            ("travel.md", "Travel", None),
-        ]
+        d: DocumentRow(d, d, title, "", (f"https://example.org/{d}",), (), last, None, "h")
+        for d, (title, last) in reviewed.items()
     }
-    index = SearchIndex.from_stored(stored, documents, fake_embedder, RetrievalOptions())
+    return SearchIndex.from_stored(stored, documents, fake_embedder, RetrievalOptions())
+
+
+@pytest.fixture
+def small_answerer(fake_embedder):
+    chunks = [Chunk(f"{d}#{n}", d, n, t, (t, s), text) for n, (d, t, s, text) in enumerate(PASSAGES)]
+    reviewed = {
+        "firs.md": ("FIRS", "2024-01-10"),
+        "atas.md": ("ATAS", "2026-06-01"),
+        "travel.md": ("Travel", None),
+    }
+    index = index_of(chunks, fake_embedder, reviewed)
     settings = AnswerSettings(
         min_similarity=0.05, high_confidence=0.5, min_coverage=0.6, max_review_age_days=365
     )
@@ -301,16 +308,7 @@ def test_a_follow_up_finds_the_section_of_the_thread_document_that_names_its_ter
     ]
     chunks = [Chunk(f"firs.md#{n}", "firs.md", n, "FIRS", ("FIRS", s), t) for n, (s, t) in enumerate(firs)]
     chunks += [Chunk(f"{d}#{n}", d, n, t, (t,), text) for d, t, text in others for n in range(3)]
-    vectors = fake_embedder.embed_documents([c.embedding_text for c in chunks])
-    stored = [
-        StoredChunk(c, tokenize(c.embedding_text), text_hash(c), v)
-        for c, v in zip(chunks, vectors, strict=True)
-    ]
-    documents = {
-        d: DocumentRow(d, d, d, "", (f"https://example.org/{d}",), (), None, None, "h")
-        for d in {c.doc_id for c in chunks}
-    }
-    index = SearchIndex.from_stored(stored, documents, fake_embedder, RetrievalOptions())
+    index = index_of(chunks, fake_embedder)
     settings = AnswerSettings(min_similarity=0.05, candidate_passages=6, min_coverage=0.6)
     answerer = Answerer(index, settings, INSTITUTION)
     answer = answerer.answer("what about China?", context="What is the FIRS penalty for failing to register?")
