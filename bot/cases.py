@@ -47,7 +47,7 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from bot.config import CaseSettings
-from bot.database import Connections
+from bot.database import Connections, iso_utc
 
 logger = logging.getLogger(__name__)
 
@@ -334,10 +334,19 @@ class CaseStore:
             yield self._db
 
     def _now(self) -> str:
-        return _iso(self.clock())
+        return iso_utc(self.clock())
 
     # -- opening -----------------------------------------------------------------------------
-    def open_case(
+    def open_case(self, **request: Any) -> Case:
+        """Open a new case, never joining an open one (the arguments are ``open_or_join``'s); a
+        ``dedupe_key`` seen before returns that key's case instead.
+
+        Raises:
+            CaseError: a bad source, severity or empty question.
+        """
+        return self.open_or_join(**request, join=False).case
+
+    def open_or_join(
         self,
         *,
         source: str,
@@ -352,8 +361,15 @@ class CaseStore:
         attachment: Mapping[str, Any] | None = None,
         actor: str | None = None,
         dedupe_key: str | None = None,
-    ) -> Case:
-        """Open a new case (a ``dedupe_key`` seen before returns that key's case instead).
+        join: bool = True,
+    ) -> Escalated:
+        """Open a case, unless this belongs to one that is open already.
+
+        In one transaction: a ``dedupe_key`` seen before is a ``duplicate`` (Slack retried the
+        event); a message in the thread of an open case is a ``follow_up`` to it; the same
+        requester with the same concern (the same rule ids) within ``rejoin_window_hours`` of
+        their last question ``joined`` their open case. Otherwise (or with ``join=False``) a new
+        case is ``opened``.
 
         Args:
             source: "trigger", "pre-screen" or "researcher-request".
@@ -372,37 +388,6 @@ class CaseStore:
             CaseError: a bad source, severity or empty question.
         """
         fields = _case_fields(source, severity, requester, channel, question, rules, attachment)
-        with self._write() as db:
-            if dedupe_key and (ref := _keyed_ref(db, dedupe_key)):
-                return self._get(db, ref)
-            ref = self._insert_case(db, fields, thread_ts, message_ts, permalink, actor, dedupe_key)
-        logger.info("opened case %s (source=%s severity=%s)", ref, source, severity)
-        return self.get(ref)
-
-    def open_or_join(
-        self,
-        *,
-        source: str,
-        severity: str,
-        requester: str,
-        channel: str,
-        question: str,
-        rules: Iterable[Any] = (),
-        thread_ts: str | None = None,
-        message_ts: str | None = None,
-        permalink: str | None = None,
-        attachment: Mapping[str, Any] | None = None,
-        actor: str | None = None,
-        dedupe_key: str | None = None,
-    ) -> Escalated:
-        """Open a case, unless this belongs to one that is open already.
-
-        In one transaction: a ``dedupe_key`` seen before is a ``duplicate`` (Slack retried the
-        event); a message in the thread of an open case is a ``follow_up`` to it; the same
-        requester with the same concern (the same rule ids) within ``rejoin_window_hours`` of
-        their last question ``joined`` their open case. Otherwise a new case is ``opened``.
-        """
-        fields = _case_fields(source, severity, requester, channel, question, rules, attachment)
         now = self._now()
         detail = {
             "question": fields["question"],
@@ -414,8 +399,8 @@ class CaseStore:
         with self._write() as db:
             if dedupe_key and (ref := _keyed_ref(db, dedupe_key)):
                 return Escalated(self._get(db, ref), "duplicate")
-            ref, outcome = self._open_case_for(db, fields, thread_ts), "follow_up"
-            if ref is None and fields["concern"] and self.settings.rejoin_window_hours > 0:
+            ref, outcome = (self._open_case_for(db, fields, thread_ts) if join else None), "follow_up"
+            if join and ref is None and fields["concern"] and self.settings.rejoin_window_hours > 0:
                 ref, outcome = self._open_case_for_concern(db, fields, now), "joined"
             if ref is None:
                 ref = self._insert_case(db, fields, thread_ts, message_ts, permalink, actor, dedupe_key)
@@ -448,7 +433,7 @@ class CaseStore:
         return row[0] if row else None
 
     def _open_case_for_concern(self, db: Database, fields: dict[str, Any], now: str) -> str | None:
-        since = _iso(_parse(now) - timedelta(hours=self.settings.rejoin_window_hours))
+        since = iso_utc(_parse(now) - timedelta(hours=self.settings.rejoin_window_hours))
         row = db.execute(
             f"SELECT ref FROM cases WHERE requester = ? AND concern = ? AND status IN {_OPEN_SQL} "
             "AND last_asked_at >= ? ORDER BY created_at DESC, number DESC LIMIT 1",
@@ -467,7 +452,7 @@ class CaseStore:
         dedupe_key: str | None,
     ) -> str:
         moment = self.clock()
-        now = _iso(moment)
+        now = iso_utc(moment)
         number = db.execute(
             "INSERT INTO case_counters (year, last) VALUES (?, 1) "
             "ON CONFLICT(year) DO UPDATE SET last = last + 1 RETURNING last",
@@ -1349,10 +1334,6 @@ def _case_from_row(row: Mapping[str, Any], notes: tuple[Note, ...]) -> Case:
 def _entry_from_row(row: Sequence[Any]) -> AuditEntry:
     entry_id, ref, at, actor, action, from_status, to_status, detail = row
     return AuditEntry(entry_id, ref, at, actor, action, from_status, to_status, json.loads(detail or "{}"))
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def _parse(text: str) -> datetime:

@@ -14,6 +14,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlite_utils import Database
@@ -107,3 +108,9 @@ def secure_file(path: Path) -> None:
                 os.chmod(name, FILE_MODE)
             except PermissionError:  # not ours: leave it, the owner decides
                 pass
+
+
+def iso_utc(moment: datetime) -> str:
+    """A UTC timestamp to the second, as the cases, state and watchlist tables keep them
+    (fixed width, so text order is time order in SQL)."""
+    return moment.astimezone(UTC).isoformat(timespec="seconds")

@@ -171,36 +171,37 @@ def _names(question: str) -> list[str]:
     The title of a law or an agreement ("the Wassenaar Arrangement", "the Human Tissue Act") is
     not a name: it is what was asked about, so the guidance either covers it or does not.
     """
-    found = []
-    for sentence in re.split(r"(?<=[.!?])\s+", question.strip()):
-        run: list[str] = []
-        for position, word in enumerate([*re.findall(r"[A-Za-z][\w'-]*", sentence), ""]):
-            if position and word[:1].isupper():
-                run.append(word)
-                continue
-            if run and run[-1] not in INSTRUMENTS:
-                found.extend(w for w in run if not w.isupper())
-            run = []
-    return found
+    runs = _capitalised_runs(question, first_words=False)
+    return [word for run in runs if run[-1] not in INSTRUMENTS for word in run if not word.isupper()]
 
 
 def titles(question: str) -> list[tuple[str, ...]]:
     """The titles of laws and agreements the question names, as stems ("Human Tissue Act" ->
     ("human", "tissu", "act")); a bare "the Act" is no title."""
     found = []
+    for run in _capitalised_runs(question, first_words=True):
+        if len(run) >= 2 and run[-1] in INSTRUMENTS:
+            stems = tokenize(" ".join(run))  # "Does" and other stop words fall away
+            while stems and stems[0] in _JURISDICTIONS:  # "the UK Export Control Act"
+                stems.pop(0)
+            found.append(tuple(stems))
+    return [title for title in found if len(title) >= 2]
+
+
+def _capitalised_runs(question: str, *, first_words: bool) -> list[list[str]]:
+    """Runs of consecutive capitalised words, sentence by sentence; ``first_words``: whether a
+    sentence's first word can be part of one."""
+    runs = []
     for sentence in re.split(r"(?<=[.!?])\s+", question.strip()):
         run: list[str] = []
-        for word in [*re.findall(r"[A-Za-z][\w'-]*", sentence), ""]:
-            if word[:1].isupper():
+        for position, word in enumerate([*re.findall(r"[A-Za-z][\w'-]*", sentence), ""]):
+            if word[:1].isupper() and (position or first_words):
                 run.append(word)
                 continue
-            if len(run) >= 2 and run[-1] in INSTRUMENTS:
-                stems = tokenize(" ".join(run))  # "Does" and other stop words fall away
-                while stems and stems[0] in _JURISDICTIONS:  # "the UK Export Control Act"
-                    stems.pop(0)
-                found.append(tuple(stems))
+            if run:
+                runs.append(run)
             run = []
-    return [title for title in found if len(title) >= 2]
+    return runs
 
 
 _JURISDICTIONS = frozenset(tokenize("UK US EU British American European English Scottish"))

@@ -31,7 +31,7 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from bot.config import RetentionSettings
-from bot.database import Connections
+from bot.database import Connections, iso_utc
 from bot.records import Answer, AnswerStatus, Citation, Confidence, Contact, Passage, Referral
 
 migrations = Migrations("trbot-state")
@@ -213,20 +213,27 @@ class StateStore:
                     "INSERT INTO events"
                     " (event_id, first_seen, status, kind, body, owner, lease_until, attempts)"
                     " VALUES (?, ?, 'received', ?, ?, ?, ?, 0)",
-                    [event_id, _iso(now), kind, json.dumps(body), self.instance, _iso(now + EVENT_LEASE)],
+                    [
+                        event_id,
+                        iso_utc(now),
+                        kind,
+                        json.dumps(body),
+                        self.instance,
+                        iso_utc(now + EVENT_LEASE),
+                    ],
                 )
                 verdict = NEW
             elif row[0] == "done":
                 verdict = DONE
             elif row[1] == self.instance or (
-                row[2] is not None and row[2] > _iso(now) and owner_alive(row[1]) is not False
+                row[2] is not None and row[2] > iso_utc(now) and owner_alive(row[1]) is not False
             ):
                 verdict = BUSY
             else:
                 conn.execute(
                     "UPDATE events SET owner = ?, lease_until = ?, body = coalesce(body, ?)"
                     " WHERE event_id = ?",
-                    [self.instance, _iso(now + EVENT_LEASE), json.dumps(body), event_id],
+                    [self.instance, iso_utc(now + EVENT_LEASE), json.dumps(body), event_id],
                 )
                 verdict = REDO
         except BaseException:
@@ -272,7 +279,7 @@ class StateStore:
 
     def renew_events(self) -> int:
         """Extend this process's leases (it is alive and still has them queued)."""
-        until = _iso(datetime.now(UTC) + EVENT_LEASE)
+        until = iso_utc(datetime.now(UTC) + EVENT_LEASE)
         return self._db.execute(
             "UPDATE events SET lease_until = ? WHERE status = 'received' AND owner = ?",
             [until, self.instance],
@@ -280,7 +287,7 @@ class StateStore:
 
     def claim_stale_events(self, limit: int = 100) -> list[ReceivedEvent]:
         """Take over received, not-done events that no live process owns, oldest first."""
-        now = _iso(datetime.now(UTC))
+        now = iso_utc(datetime.now(UTC))
         conn = self._db.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -295,7 +302,7 @@ class StateStore:
                 for row in candidates
                 if row[4] is None or row[5] is None or row[5] <= now or owner_alive(row[4]) is False
             ][:limit]
-            until = _iso(datetime.now(UTC) + EVENT_LEASE)
+            until = iso_utc(datetime.now(UTC) + EVENT_LEASE)
             for row in rows:
                 conn.execute(
                     "UPDATE events SET owner = ?, lease_until = ? WHERE event_id = ?",
@@ -326,14 +333,14 @@ class StateStore:
         """
         now = now or datetime.now(UTC)
         events = self._db.execute(
-            "DELETE FROM events WHERE first_seen < ?", [_iso(now - EVENT_RETENTION)]
+            "DELETE FROM events WHERE first_seen < ?", [iso_utc(now - EVENT_RETENTION)]
         ).rowcount
         return events + self._prune_text(now)
 
     def _prune_text(self, now: datetime) -> int:
         keep = self.retention
-        channel_cutoff = _iso(now - timedelta(days=keep.thread_days))
-        dm_cutoff = _iso(now - timedelta(days=keep.dm_days))
+        channel_cutoff = iso_utc(now - timedelta(days=keep.thread_days))
+        dm_cutoff = iso_utc(now - timedelta(days=keep.dm_days))
         removed = 0
         for table, column in (("threads", "updated_at"), ("answers", "created_at")):
             removed += self._db.execute(
@@ -414,7 +421,7 @@ class StateStore:
 
     def purge_feedback(self, before: datetime) -> int:
         """Delete feedback given before ``before``; returns how many rows went."""
-        return self._db.execute("DELETE FROM feedback WHERE created_at < ?", [_iso(before)]).rowcount
+        return self._db.execute("DELETE FROM feedback WHERE created_at < ?", [iso_utc(before)]).rowcount
 
     # -- answers behind buttons --------------------------------------------------------------
     def save_answer(
@@ -515,8 +522,4 @@ def _answer_from_json(raw: str) -> Answer | None:
 
 
 def _now() -> str:
-    return _iso(datetime.now(UTC))
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds")
+    return iso_utc(datetime.now(UTC))

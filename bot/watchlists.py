@@ -67,7 +67,7 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from bot.config import Config, ScreeningSettings
-from bot.database import secure_file
+from bot.database import iso_utc, secure_file
 
 logger = logging.getLogger(__name__)
 
@@ -2268,7 +2268,7 @@ def list_warnings(lists: Iterable[ListInfo], max_age_days: int, now: datetime | 
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return iso_utc(datetime.now(UTC))
 
 
 def _parse_iso(text: str) -> datetime:

@@ -25,7 +25,6 @@ import logging
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -35,13 +34,14 @@ sys.path.insert(0, str(ROOT))
 from bot.config import OutboxSettings  # noqa: E402
 from bot.slack import answers_render as render  # noqa: E402
 from bot.slack.app import app_deps, create_app  # noqa: E402
-from bot.slack.serve import SlackConfigError, check_app_token, finish_serving, run_socket_mode, start_serving  # noqa: E402
+from bot.slack.serve import SlackConfigError, check_app_token  # noqa: E402
 from bot.state import StateStore  # noqa: E402
 from tests.fake_slack import FakeSlack  # noqa: E402
 from tests.fake_socket_mode import FakeSocketMode  # noqa: E402
 from tests.slack_harness import (  # noqa: E402
     AppServer,
     FakeAnswerer,
+    SocketBot,
     block_actions,
     command_form,
     make_answer,
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         answerer, label = _answerer(args)
         config = _config(api, Path(tmp), args)
         print(f"trbot Socket Mode benchmark ({label}; {args.trials} trials each)")
-        bot = _Bot(config, answerer)
+        bot = SocketBot(config, answerer, APP_TOKEN)
         try:
             ws.wait_connected(1, timeout=20)
             _reconnects(ws, args.trials)
@@ -113,31 +113,6 @@ def _config(api: FakeSlack, tmp: Path, args: argparse.Namespace):
     tmp.mkdir(parents=True, exist_ok=True)
     config = make_config(api.api_url, tmp)
     return dataclasses.replace(config, outbox=OutboxSettings(stop_drain_seconds=5.0))
-
-
-class _Bot:
-    def __init__(self, config, answerer) -> None:
-        self.config = config
-        self.store = StateStore(config.paths.state_db)
-        self.app = create_app(
-            config,
-            answerer,
-            self.store,
-            token="xoxb-test",
-            token_verification_enabled=False,
-            start_workers=False,
-        )
-        start_serving(self.app, config)
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(
-            target=run_socket_mode, args=(self.app, APP_TOKEN), kwargs={"stop": self.stopping}, daemon=True
-        )
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.thread.join(15)
-        finish_serving(self.app, self.config)
 
 
 # -- the link ----------------------------------------------------------------------------------
@@ -197,7 +172,7 @@ def _refresh(ws: FakeSocketMode, api: FakeSlack, trials: int) -> None:
 # -- acks under load ---------------------------------------------------------------------------
 
 
-def _acks_under_load(ws: FakeSocketMode, api: FakeSlack, bot: _Bot, label: str, args) -> None:
+def _acks_under_load(ws: FakeSocketMode, api: FakeSlack, bot: SocketBot, label: str, args) -> None:
     deps = app_deps(bot.app)
     deps.work.wait_idle(60)
     value = _warm_up_button(api, lambda event: ws.send_event(event), deps)

@@ -107,3 +107,12 @@ def real_answerer(real_embedder, real_index_path):
     config = config_from_dict({"paths": {"index_db": str(real_index_path)}})
     index = SearchIndex.load(real_index_path, real_embedder, config.retrieval)
     return Answerer(index, config.answer, config.institution)
+
+
+@pytest.fixture
+def fake():
+    """The local fake Slack Web API (tests.fake_slack), serving while the test runs."""
+    from tests.fake_slack import FakeSlack
+
+    with FakeSlack() as fake:
+        yield fake

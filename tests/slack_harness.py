@@ -24,7 +24,7 @@ from slack_sdk.signature import SignatureVerifier
 from bot.config import Config, InstitutionSettings, config_from_dict
 from bot.records import Answer, AnswerStatus, Citation, Confidence, Passage
 from bot.slack.app import app_deps, create_app, stop_app_workers
-from bot.slack.serve import EVENTS_PATH, make_http_server
+from bot.slack.serve import EVENTS_PATH, finish_serving, make_http_server, run_socket_mode, start_serving
 from bot.state import StateStore
 from tests.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack
 
@@ -550,3 +550,42 @@ def _rendered(item: Any) -> Any:
     if isinstance(item, list):
         return [_rendered(value) for value in item]
     return item
+
+
+class SocketBot:
+    """The app served over Socket Mode in a thread, started and stopped as ``trbot serve`` does."""
+
+    def __init__(self, config, answerer, app_token: str) -> None:
+        self.config = config
+        self.store = StateStore(config.paths.state_db)
+        self.app = create_app(
+            config,
+            answerer,
+            self.store,
+            token="xoxb-test",
+            token_verification_enabled=False,
+            start_workers=False,
+        )
+        start_serving(self.app, config)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(
+            target=run_socket_mode, args=(self.app, app_token), kwargs={"stop": self.stopping}, daemon=True
+        )
+        self.thread.start()
+
+    @property
+    def deps(self):
+        return app_deps(self.app)
+
+    def settle(self, timeout: float = 10.0) -> None:
+        assert self.deps.work.wait_idle(timeout)
+        wait_for_outbox(self.deps.outbox, timeout)
+
+    def stop(self) -> None:
+        """What SIGTERM does: stop taking events, hand over queued work, drain the outbox."""
+        self.stopping.set()
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+        finish_serving(self.app, self.config)
+        self.deps.outbox.close()
+        self.store.close()

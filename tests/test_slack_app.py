@@ -47,12 +47,6 @@ from tests.slack_harness import (
 
 
 @pytest.fixture
-def fake():
-    with FakeSlack() as fake:
-        yield fake
-
-
-@pytest.fixture
 def make_server(fake, tmp_path):
     servers: list[AppServer] = []
 
@@ -345,6 +339,7 @@ def test_slash_command_gives_a_private_answer_that_can_be_shared(server, fake, a
     shared = fake.wait_for("chat.postMessage")[0].body
     assert shared["channel"] == CHANNEL and f"<@{USER}> shared an answer" in all_text(shared)
     assert render.ACTION_SHARE not in all_text(shared)
+    fake.wait_for("response_url", 2)  # the handler queues the deletion after the share is posted
     server.settle()
     assert {"delete_original": True} in [c.body for c in fake.calls_to("response_url")]
     assert [q for q, _ in answerer.calls] == ["Do I need a licence?"]  # the stored answer, not a new one

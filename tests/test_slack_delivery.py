@@ -35,12 +35,6 @@ TEXT = "Can I share the sensor firmware with the partner lab?"
 
 
 @pytest.fixture
-def fake():
-    with FakeSlack() as fake:
-        yield fake
-
-
-@pytest.fixture
 def client(fake):
     return WebClient(token="xoxb-test", base_url=fake.api_url, retry_handlers=[], timeout=2)
 

@@ -14,7 +14,6 @@ import pytest
 
 from bot.slack import http
 from bot.slack.http import HttpServerError, bind_listener, is_slack_response_url, redact_library_message
-from tests.fake_slack import FakeSlack
 from tests.slack_harness import (
     AppServer,
     FakeAnswerer,
@@ -29,12 +28,6 @@ from tests.slack_harness import (
 )
 
 MARKER = "zebracorn-ultramarine-question"
-
-
-@pytest.fixture
-def fake():
-    with FakeSlack() as fake:
-        yield fake
 
 
 @pytest.fixture

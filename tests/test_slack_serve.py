@@ -56,12 +56,6 @@ EVENT_SCOPES = {
 }
 
 
-@pytest.fixture
-def fake():
-    with FakeSlack() as fake:
-        yield fake
-
-
 # -- tokens ----------------------------------------------------------------------------------
 
 

@@ -30,9 +30,7 @@ from bot.slack.serve import (
     ServeStopped,
     SlackConfigError,
     check_app_token,
-    finish_serving,
     run_socket_mode,
-    start_serving,
     stop_on_signals,
 )
 from bot.state import StateStore
@@ -40,12 +38,12 @@ from tests.fake_slack import FakeSlack
 from tests.fake_socket_mode import FakeSocketMode
 from tests.slack_harness import (
     FakeAnswerer,
+    SocketBot,
     block_actions,
     command_form,
     make_answer,
     make_config,
     mention_event,
-    wait_for_outbox,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,51 +72,12 @@ def _config(api, tmp_path):
     return replace(config, outbox=outbox)
 
 
-class SocketBot:
-    """The app served over Socket Mode in a thread, started and stopped as ``trbot serve`` does."""
-
-    def __init__(self, config, answerer) -> None:
-        self.config = config
-        self.store = StateStore(config.paths.state_db)
-        self.app = create_app(
-            config,
-            answerer,
-            self.store,
-            token="xoxb-test",
-            token_verification_enabled=False,
-            start_workers=False,
-        )
-        start_serving(self.app, config)
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(
-            target=run_socket_mode, args=(self.app, APP_TOKEN), kwargs={"stop": self.stopping}, daemon=True
-        )
-        self.thread.start()
-
-    @property
-    def deps(self):
-        return app_deps(self.app)
-
-    def settle(self, timeout: float = 10.0) -> None:
-        assert self.deps.work.wait_idle(timeout)
-        wait_for_outbox(self.deps.outbox, timeout)
-
-    def stop(self) -> None:
-        """What SIGTERM does: stop taking events, hand over queued work, drain the outbox."""
-        self.stopping.set()
-        self.thread.join(10)
-        assert not self.thread.is_alive()
-        finish_serving(self.app, self.config)
-        self.deps.outbox.close()
-        self.store.close()
-
-
 @pytest.fixture
 def start_bot(api, ws, tmp_path):
     bots: list[SocketBot] = []
 
     def start(answerer=None, config=None) -> SocketBot:
-        bot = SocketBot(config or _config(api, tmp_path), answerer or FakeAnswerer())
+        bot = SocketBot(config or _config(api, tmp_path), answerer or FakeAnswerer(), APP_TOKEN)
         bots.append(bot)
         ws.wait_connected(ws.connections + 1)
         return bot
