@@ -86,11 +86,11 @@ def test_a_body_announced_over_the_cap_is_refused_before_it_is_read(make_server,
 
 def test_a_chunked_body_over_the_cap_is_refused_while_it_is_read(make_server):
     server = make_server(http_max_body_bytes=4096)
+    chunks = b"".join(b"800\r\n" + b"x" * 0x800 + b"\r\n" for _ in range(3)) + b"0\r\n\r\n"
     with _connect(server) as sock:
-        sock.sendall(_request_head(chunked=True))
-        for _ in range(3):
-            sock.sendall(b"800\r\n" + b"x" * 0x800 + b"\r\n")
-        sock.sendall(b"0\r\n\r\n")
+        # In one write: bytes still arriving after the server has refused and closed would make
+        # the kernel reset the connection, and a reset can discard the 413 before it is read.
+        sock.sendall(_request_head(chunked=True) + chunks)
         reply, _ = _read_all(sock, timeout=5)
     assert reply.startswith(b"HTTP/1.1 413")
 
