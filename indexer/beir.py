@@ -145,13 +145,23 @@ def cached_embeddings(texts: Sequence[str], embedder: Embedder, cache: Path, kin
 def beir_index(
     data: BeirSet, embedder: Embedder, options: RetrievalOptions, chunking: ChunkingOptions, cache: Path
 ) -> SearchIndex:
+    """The corpus as a ``SearchIndex``; sentences are embedded only when the fusion weighs them."""
     chunks = corpus_chunks(data, chunking)
     matrix = cached_embeddings([c.embedding_text for c in chunks], embedder, cache, "corpus")
+    sentences = _sentence_rows(chunks, embedder, cache) if options.sentence_weight else [None] * len(chunks)
     stored = [
-        StoredChunk(chunk, tokenize(chunk.embedding_text), "", vector)
-        for chunk, vector in zip(chunks, matrix, strict=True)
+        StoredChunk(chunk, tokenize(chunk.embedding_text), "", vector, rows)
+        for chunk, vector, rows in zip(chunks, matrix, sentences, strict=True)
     ]
     return SearchIndex.from_stored(stored, {}, embedder, options)
+
+
+def _sentence_rows(chunks: Sequence[Chunk], embedder: Embedder, cache: Path) -> list[np.ndarray]:
+    """Each chunk's sentence embeddings; every distinct sentence is embedded (and cached) once."""
+    unique = sorted({sentence for chunk in chunks for sentence in chunk.sentences})
+    vectors = cached_embeddings(unique, embedder, cache, "sentences")
+    row = {sentence: number for number, sentence in enumerate(unique)}
+    return [vectors[[row[sentence] for sentence in chunk.sentences]] for chunk in chunks]
 
 
 def graded_ndcg(ranked: Sequence[str], judged: Mapping[str, int], k: int = 10) -> float:

@@ -14,7 +14,7 @@ from indexer.chunking import Chunk, ChunkingOptions, chunk_document
 from indexer.documents import Discovery, Document, discover, read_document
 from indexer.embeddings import Embedder
 from indexer.errors import DocumentError, IndexerError
-from indexer.store import IndexMeta, IndexStore, StoredChunk
+from indexer.store import SCHEMA_VERSION, IndexMeta, IndexStore, StoredChunk
 from indexer.text import tokenize
 
 # Chunks are embedded in blocks this size: big enough for the model to sort by length
@@ -157,6 +157,8 @@ def _rebuild_reason(old: IndexMeta | None, model: str, chunking: str) -> str | N
         return f"model changed from {old.model} to {model}"
     if old.chunking != chunking:
         return "chunking settings changed"
+    if old.schema_version < SCHEMA_VERSION:
+        return "the index was written by an older trbot"
     return None
 
 
@@ -185,12 +187,14 @@ def _embed(
     report.chunks_embedded = len(pending)
     report.chunks_reused = sum(len(chunks) for _, chunks in work) - len(pending)
     fresh = embed_chunks(pending, embedder, progress)
-    vectors = cached | {text_hash(chunk): vector for chunk, vector in zip(pending, fresh, strict=True)}
-    return [(doc, [_stored(chunk, vectors[text_hash(chunk)]) for chunk in chunks]) for doc, chunks in work]
+    vectors = cached | {text_hash(chunk): pair for chunk, pair in zip(pending, fresh, strict=True)}
+    return [(doc, [_stored(chunk, *vectors[text_hash(chunk)]) for chunk in chunks]) for doc, chunks in work]
 
 
-def _reusable_embeddings(store: IndexStore, work: list, dimension: int) -> dict[str, np.ndarray]:
-    cached: dict[str, np.ndarray] = {}
+def _reusable_embeddings(
+    store: IndexStore, work: list, dimension: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    cached: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for document, _ in work:
         cached.update(store.embeddings_by_text_hash(document.doc_id, dimension))
     return cached
@@ -198,23 +202,35 @@ def _reusable_embeddings(store: IndexStore, work: list, dimension: int) -> dict[
 
 def embed_chunks(
     chunks: list[Chunk], embedder: Embedder, progress: ProgressFactory | None
-) -> list[np.ndarray]:
-    """Embed chunks in blocks, reporting progress after each block."""
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Embed chunks, and each chunk's sentences, in blocks, reporting progress after each block.
+
+    Returns:
+        For each chunk, its embedding and its sentences' embeddings (one row a sentence).
+    """
     bar = progress(len(chunks)) if progress and chunks else Progress()
-    vectors: list[np.ndarray] = []
+    embedded: list[tuple[np.ndarray, np.ndarray]] = []
     try:
         for start in range(0, len(chunks), EMBED_BLOCK):
             block = chunks[start : start + EMBED_BLOCK]
-            vectors.extend(embedder.embed_documents([chunk.embedding_text for chunk in block]))
+            vectors = embedder.embed_documents([chunk.embedding_text for chunk in block])
+            embedded.extend(zip(vectors, _embed_sentences(block, embedder), strict=True))
             bar.update(len(block))
     finally:
         bar.close()
-    return vectors
+    return embedded
+
+
+def _embed_sentences(chunks: list[Chunk], embedder: Embedder) -> list[np.ndarray]:
+    """Each chunk's sentence embeddings; a sentence repeated (overlap, boilerplate) is embedded once."""
+    unique = list(dict.fromkeys(sentence for chunk in chunks for sentence in chunk.sentences))
+    rows = dict(zip(unique, embedder.embed_documents(unique), strict=True))
+    return [np.vstack([rows[sentence] for sentence in chunk.sentences]) for chunk in chunks]
 
 
 def text_hash(chunk: Chunk) -> str:
     return hashlib.sha256(chunk.embedding_text.encode("utf-8")).hexdigest()
 
 
-def _stored(chunk: Chunk, vector: np.ndarray) -> StoredChunk:
-    return StoredChunk(chunk, tokenize(chunk.embedding_text), text_hash(chunk), vector)
+def _stored(chunk: Chunk, vector: np.ndarray, sentences: np.ndarray) -> StoredChunk:
+    return StoredChunk(chunk, tokenize(chunk.embedding_text), text_hash(chunk), vector, sentences)

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 
 from indexer.documents import Document, Section
+from indexer.text import split_sentences
 
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n")
@@ -53,6 +54,11 @@ class Chunk:
         """What the model sees: title and section give a short passage its context."""
         heading = " > ".join(p for p in (self.title, self.section) if p)
         return f"{heading}\n{self.text}"
+
+    @property
+    def sentences(self) -> list[str]:
+        """The sentences (and list items) of the text, each embedded on its own for search."""
+        return split_sentences(self.text) or [self.text]
 
 
 def chunk_document(document: Document, options: ChunkingOptions) -> list[Chunk]:

@@ -119,8 +119,16 @@ def _load_model(path: str):  # noqa: ANN202 - the model class is imported lazily
 
 
 def to_blob(vector: np.ndarray) -> bytes:
-    """A vector as little-endian float32 bytes."""
+    """A vector (or a matrix, row after row) as little-endian float32 bytes."""
     return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def matrix_from_blob(blob: bytes, dimension: int) -> np.ndarray:
+    """Vectors stored one after another (``to_blob`` of a matrix), as rows."""
+    values = np.frombuffer(blob, dtype="<f4")
+    if not values.size or values.size % dimension:
+        raise ValueError(f"sentence embeddings hold {values.size} values, not a multiple of {dimension}")
+    return values.reshape(-1, dimension)
 
 
 def from_blob(blob: bytes, dimension: int) -> np.ndarray:

@@ -32,7 +32,11 @@ class RetrievalOptions:
     with the weights; ``zscore`` standardises them instead (mean 0, standard deviation 1 over
     the candidates), so one outlying score does not squash the rest of its list; ``relative``
     keeps the cosine similarity as it is (it is comparable across queries) and adds BM25 as a
-    share of the query's best BM25 score, each times its weight.
+    share of the query's best BM25 score, each times its weight. ``relative`` also adds, with
+    their own weights, the cosine of the chunk's best sentence (``sentence_weight``) and the
+    BM25 of the chunk's whole document as a share of the best document's
+    (``document_bm25_weight``): a claim often matches one sentence of a passage, and a
+    document's other sections tell what it is about.
     ``bm25_k1`` and ``bm25_b`` are Okapi BM25's term-saturation and length-normalisation.
     """
 
@@ -40,6 +44,8 @@ class RetrievalOptions:
     rrf_k: int = 60
     bm25_weight: float = 0.3
     dense_weight: float = 1.0
+    sentence_weight: float = 0.0
+    document_bm25_weight: float = 0.0
     candidates: int = 50
     per_doc: int = 1
     bm25_k1: float = 1.5
@@ -54,6 +60,9 @@ class RetrievalOptions:
             raise ValueError(f"per_doc: must be at least 1, got {self.per_doc}")
         if self.bm25_weight < 0 or self.dense_weight < 0 or self.bm25_weight + self.dense_weight == 0:
             raise ValueError("bm25_weight: the weights must be non-negative and not both zero")
+        for name in ("sentence_weight", "document_bm25_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must not be negative, got {getattr(self, name)}")
         if not 0 <= self.bm25_k1 <= 10:
             raise ValueError(f"bm25_k1: must be between 0 and 10, got {self.bm25_k1}")
         if not 0 <= self.bm25_b <= 1:
@@ -88,8 +97,31 @@ class Bm25Index:
     def __init__(
         self, corpus: Iterable[Sequence[str]], k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25
     ):
-        self.k1, self.b = k1, b
-        self.postings, self.lengths = _postings(corpus)
+        self._setup(*_postings(corpus), k1, b, epsilon)
+
+    @classmethod
+    def merged(cls, index: Bm25Index, group_of: np.ndarray, groups: int) -> Bm25Index:
+        """The same corpus with its documents merged into ``groups`` (chunks into whole
+        documents): ``group_of[i]`` is document i's group; term frequencies and lengths add up."""
+        postings = {}
+        for term, (docs, tf) in index.postings.items():
+            merged, inverse = np.unique(group_of[docs], return_inverse=True)
+            postings[term] = (merged.astype(np.int32), np.bincount(inverse, weights=tf).astype(np.float32))
+        lengths = np.bincount(group_of, weights=index.lengths, minlength=groups).astype(np.float32)
+        merged_index = cls.__new__(cls)
+        merged_index._setup(postings, lengths, index.k1, index.b, index.epsilon)
+        return merged_index
+
+    def _setup(
+        self,
+        postings: dict[str, tuple[np.ndarray, np.ndarray]],
+        lengths: np.ndarray,
+        k1: float,
+        b: float,
+        epsilon: float,
+    ) -> None:
+        self.k1, self.b, self.epsilon = k1, b, epsilon
+        self.postings, self.lengths = postings, lengths
         self.size = len(self.lengths)
         self.average_length = float(self.lengths.mean()) if self.size else 0.0
         self.idf = _okapi_idf(
@@ -198,14 +230,31 @@ def zscore_fuse(scored: Sequence[Sequence[tuple[int, float]]], weights: Sequence
     return fused
 
 
-def relative_fuse(
-    bm25: np.ndarray, dense: np.ndarray, candidates: Sequence[int], weights: Sequence[float]
-) -> dict[int, float]:
-    """``dense_weight * cosine + bm25_weight * bm25 / best bm25`` for each candidate (either
-    list's); both scores are known for every chunk, so none is counted as missing from a list."""
-    best = max((float(bm25[i]) for i in candidates), default=0.0) or 1.0
-    bm25_weight, dense_weight = weights
-    return {i: dense_weight * float(dense[i]) + bm25_weight * float(bm25[i]) / best for i in candidates}
+@dataclass(frozen=True)
+class Signals:
+    """One query's scores for every chunk: the cosine of the chunk and of its best sentence, and
+    the BM25 of the chunk and of its whole document (repeated for each of its chunks)."""
+
+    dense: np.ndarray
+    bm25: np.ndarray
+    sentence: np.ndarray
+    document_bm25: np.ndarray
+
+
+def relative_fuse(signals: Signals, candidates: Sequence[int], options: RetrievalOptions) -> dict[int, float]:
+    """For each candidate: ``dense_weight * cosine + sentence_weight * best sentence's cosine +
+    bm25_weight * bm25 / best bm25 + document_bm25_weight * document bm25 / best document's``.
+    Every score is known for every chunk, so none is counted as missing from a list."""
+    best_bm25 = max((float(signals.bm25[i]) for i in candidates), default=0.0) or 1.0
+    best_document = max((float(signals.document_bm25[i]) for i in candidates), default=0.0) or 1.0
+    o = options
+    return {
+        i: o.dense_weight * float(signals.dense[i])
+        + o.sentence_weight * float(signals.sentence[i])
+        + o.bm25_weight * float(signals.bm25[i]) / best_bm25
+        + o.document_bm25_weight * float(signals.document_bm25[i]) / best_document
+        for i in candidates
+    }
 
 
 def diversify(ranked: Sequence[int], doc_of: Callable[[int], str], per_doc: int, limit: int) -> list[int]:
@@ -228,7 +277,12 @@ def diversify(ranked: Sequence[int], doc_of: Callable[[int], str], per_doc: int,
 
 
 class SearchIndex:
-    """The whole index in memory, ready for queries: chunks, BM25 postings and the embedding matrix."""
+    """The whole index in memory, ready for queries: chunks, BM25 postings (of chunks and of
+    whole documents), the embedding matrix and the sentence embeddings.
+
+    ``sentences`` is (one matrix of every chunk's sentence embeddings, and where chunk i's rows
+    start: an array of len(chunks) + 1 offsets); without it each chunk is its one sentence.
+    """
 
     def __init__(
         self,
@@ -238,6 +292,7 @@ class SearchIndex:
         documents: dict[str, DocumentRow],
         embedder: Embedder,
         options: RetrievalOptions,
+        sentences: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         self.chunks = chunks
         self.documents = documents
@@ -245,6 +300,18 @@ class SearchIndex:
         self.options = options
         self.bm25 = Bm25Index(tokens, k1=options.bm25_k1, b=options.bm25_b)
         self.matrix = matrix if len(chunks) else np.zeros((0, embedder.dimension), np.float32)
+        names = {doc_id: n for n, doc_id in enumerate(dict.fromkeys(c.doc_id for c in chunks))}
+        self.document_of = np.array([names[c.doc_id] for c in chunks], dtype=np.int64)
+        self.document_bm25: Bm25Index | None = None  # built only for a fusion that weighs it
+        if options.document_bm25_weight:
+            self.document_bm25 = Bm25Index.merged(self.bm25, self.document_of, len(names))
+        if sentences is None:
+            sentences = (self.matrix, np.arange(len(chunks) + 1, dtype=np.int64))
+        self.sentence_matrix, self.sentence_starts = sentences
+        if len(self.sentence_starts) != len(chunks) + 1 or self.sentence_starts[-1] != len(
+            self.sentence_matrix
+        ):
+            raise ValueError("sentences: the offsets do not match the chunks and the sentence matrix")
 
     @classmethod
     def from_stored(
@@ -257,11 +324,15 @@ class SearchIndex:
         """Build from ``StoredChunk`` records (tests and benchmarks; ``load`` reads the file)."""
         matrix = np.vstack([s.embedding for s in stored]).astype(np.float32, copy=False) if stored else None
         tokens = (s.tokens for s in stored)
-        return cls([s.chunk for s in stored], tokens, matrix, documents, embedder, options)
+        rows = [s.embedding[None, :] if s.sentences is None else s.sentences for s in stored]
+        starts = np.concatenate(([0], np.cumsum([len(r) for r in rows]))).astype(np.int64)
+        sentences = (np.vstack(rows).astype(np.float32, copy=False), starts) if stored else None
+        return cls([s.chunk for s in stored], tokens, matrix, documents, embedder, options, sentences)
 
     @classmethod
     def load(cls, db_path: Path, embedder: Embedder, options: RetrievalOptions) -> SearchIndex:
-        """Read the index file, checking that it was built with the same model.
+        """Read the index file, checking that it was built with the same model. Sentence
+        embeddings are read only when ``options.sentence_weight`` uses them.
 
         Raises:
             IndexNotFoundError, CorruptIndexError: no usable index file.
@@ -277,9 +348,10 @@ class SearchIndex:
                     f"the index was built with {meta.model}, but the configured model is {embedder.name}: "
                     "run 'trbot index' to rebuild it"
                 )
-            loaded = store.load_chunks(meta.dimension)
+            loaded = store.load_chunks(meta.dimension, sentences=options.sentence_weight > 0)
             tokens = (text.split() for text in loaded.tokens)
-            return cls(loaded.chunks, tokens, loaded.matrix, store.documents(), embedder, options)
+            sentences = (loaded.sentence_matrix, loaded.sentence_starts)
+            return cls(loaded.chunks, tokens, loaded.matrix, store.documents(), embedder, options, sentences)
         finally:
             store.close()
 
@@ -299,16 +371,34 @@ class SearchIndex:
             raise ValueError(f"mode {mode!r} is not one of {', '.join(MODES)}")
         if not self.chunks:
             return []
-        bm25 = self.bm25.scores(tokenize(query))
+        terms = tokenize(query)
         vector = self.embedder.embed_query(query) if query_vector is None else query_vector
-        dense = dense_scores(self.matrix, vector)
-        scores = self._scores(mode, bm25, dense, depth=max(self.options.candidates, 20 * top_k))
+        signals = self._signals(mode, terms, vector)
+        scores = self._scores(mode, signals, depth=max(self.options.candidates, 20 * top_k))
         ranked = sorted(scores, key=lambda i: (-scores[i], i))
         per_doc = self.options.per_doc if per_doc is None else per_doc
         kept = diversify(ranked, lambda i: self.chunks[i].doc_id, per_doc, top_k)
-        return [Hit(self.chunks[i], scores[i], float(bm25[i]), float(dense[i])) for i in kept]
+        return [Hit(self.chunks[i], scores[i], float(signals.bm25[i]), float(signals.dense[i])) for i in kept]
 
-    def _scores(self, mode: str, bm25: np.ndarray, dense: np.ndarray, depth: int) -> dict[int, float]:
+    def _signals(self, mode: str, terms: list[str], vector: np.ndarray) -> Signals:
+        """The query's scores; the sentence and document ones only where the fusion uses them."""
+        bm25 = self.bm25.scores(terms)
+        dense = dense_scores(self.matrix, vector)
+        relative = mode == "hybrid" and self.options.fusion == "relative"
+        if relative and self.options.sentence_weight:
+            sentence = np.maximum.reduceat(
+                dense_scores(self.sentence_matrix, vector), self.sentence_starts[:-1]
+            )
+        else:
+            sentence = dense
+        if relative and self.document_bm25 is not None:
+            document = self.document_bm25.scores(terms)[self.document_of]
+        else:
+            document = bm25
+        return Signals(dense, bm25, sentence, document)
+
+    def _scores(self, mode: str, signals: Signals, depth: int) -> dict[int, float]:
+        bm25, dense = signals.bm25, signals.dense
         if mode == "bm25":
             return {i: float(bm25[i]) for i in _top(bm25, depth, positive_only=True)}
         if mode == "dense":
@@ -322,8 +412,18 @@ class SearchIndex:
         if self.options.fusion == "zscore":
             return zscore_fuse(scored, weights)
         if self.options.fusion == "relative":
-            return relative_fuse(bm25, dense, list(dict.fromkeys(lexical + semantic)), weights)
+            return relative_fuse(signals, self._candidates(signals, lexical + semantic), self.options)
         return weighted_fuse(scored, weights)
+
+    def _candidates(self, signals: Signals, found: list[int]) -> list[int]:
+        """The chunks the two rankings found, and the best by sentence and by document where
+        those count."""
+        n = self.options.candidates
+        if self.options.sentence_weight:
+            found = found + _top(signals.sentence, n)
+        if self.options.document_bm25_weight:
+            found = found + _top(signals.document_bm25, n, positive_only=True)
+        return list(dict.fromkeys(found))
 
 
 def dense_scores(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:

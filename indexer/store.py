@@ -21,10 +21,10 @@ from sqlite_utils.migrations import Migrations
 
 from indexer.chunking import Chunk
 from indexer.documents import Document
-from indexer.embeddings import from_blob, to_blob
+from indexer.embeddings import from_blob, matrix_from_blob, to_blob
 from indexer.errors import CorruptIndexError, IndexNotFoundError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 migrations = Migrations("trbot-index")
 
 
@@ -70,6 +70,13 @@ def m002_chunk_tokens_and_text_hash(db: Database) -> None:
     db["chunks"].add_column("text_hash", str)
 
 
+@migrations()
+def m003_sentence_embeddings(db: Database) -> None:
+    # Each sentence of the chunk's text (indexer.text.chunk_sentences), embedded: one float32
+    # vector after another. Search scores a chunk by its best sentence as well as by itself.
+    db["chunks"].add_column("sentence_embeddings", bytes)
+
+
 @dataclass(frozen=True)
 class IndexMeta:
     model: str
@@ -81,19 +88,27 @@ class IndexMeta:
 
 @dataclass(frozen=True)
 class StoredChunk:
+    """A chunk as written: ``sentences`` holds one embedding per sentence of its text, in order
+    (None: the chunk's own embedding stands for its one sentence)."""
+
     chunk: Chunk
     tokens: list[str]
     text_hash: str
     embedding: np.ndarray
+    sentences: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
 class LoadedChunks:
-    """What a query process needs of the chunks: records, token strings and one embedding matrix."""
+    """What a query process needs of the chunks: records, token strings, one embedding matrix,
+    and the sentence embeddings of every chunk in one matrix, chunk ``i``'s rows starting at
+    ``sentence_starts[i]``."""
 
     chunks: list[Chunk]
     tokens: list[str]
     matrix: np.ndarray
+    sentence_matrix: np.ndarray
+    sentence_starts: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -183,9 +198,21 @@ class IndexStore:
         """Each stored document's id and the file it was read from."""
         return {r["doc_id"]: r["path"] for r in self._rows("select doc_id, path from documents")}
 
-    def embeddings_by_text_hash(self, doc_id: str, dimension: int) -> dict[str, np.ndarray]:
-        sql = "select text_hash, embedding from chunks where doc_id = ? and text_hash is not null"
-        return {r["text_hash"]: from_blob(r["embedding"], dimension) for r in self._rows(sql, [doc_id])}
+    def embeddings_by_text_hash(
+        self, doc_id: str, dimension: int
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """A document's stored chunk and sentence embeddings, by chunk text hash (for reuse)."""
+        sql = (
+            "select text_hash, embedding, sentence_embeddings from chunks "
+            "where doc_id = ? and text_hash is not null and sentence_embeddings is not null"
+        )
+        return {
+            r["text_hash"]: (
+                from_blob(r["embedding"], dimension),
+                matrix_from_blob(r["sentence_embeddings"], dimension),
+            )
+            for r in self._rows(sql, [doc_id])
+        }
 
     def write(
         self,
@@ -243,31 +270,58 @@ class IndexStore:
         chunks = self.db.execute("select count(*) from chunks").fetchone()[0]
         return documents, chunks
 
-    def load_chunks(self, dimension: int) -> LoadedChunks:
+    def load_chunks(self, dimension: int, sentences: bool = True) -> LoadedChunks:
         """Every chunk, its BM25 tokens (space-joined) and the embedding matrix, in document order.
 
-        Rows are read one at a time into a preallocated matrix, so a large index is never
-        held twice in memory.
+        Rows are read one at a time into preallocated matrices, so a large index is never
+        held twice in memory. A chunk without sentence embeddings, or every chunk when
+        ``sentences`` is false (the search does not use them), gets its own embedding as its
+        one sentence.
         """
-        count = self.counts()[1]
+        count, sentence_count = self._sizes(dimension) if sentences else (self.counts()[1],) * 2
         matrix = np.zeros((count, dimension), dtype=np.float32)
+        sentence_matrix = np.zeros((sentence_count, dimension), dtype=np.float32)
+        starts = np.zeros(count + 1, dtype=np.int64)
         chunks: list[Chunk] = []
         tokens: list[str] = []
         sql = (
-            "select c.chunk_id, c.doc_id, c.ordinal, c.heading_path, c.text, c.tokens, c.embedding, d.title "
+            "select c.chunk_id, c.doc_id, c.ordinal, c.heading_path, c.text, c.tokens, c.embedding, "
+            f"{'c.sentence_embeddings' if sentences else 'null'}, d.title "
             "from chunks c join documents d on d.doc_id = c.doc_id order by c.doc_id, c.ordinal"
         )
         try:
+            filled = 0
             for number, row in enumerate(self.db.execute(sql)):
-                chunk_id, doc_id, ordinal, heading_path, text, token_text, blob, title = row
+                chunk_id, doc_id, ordinal, heading_path, text, token_text, blob, sentence_blob, title = row
                 chunks.append(Chunk(chunk_id, doc_id, ordinal, title, tuple(json.loads(heading_path)), text))
                 tokens.append(token_text or "")
                 matrix[number] = from_blob(blob, dimension)
+                rows = (
+                    matrix_from_blob(sentence_blob, dimension)
+                    if sentence_blob
+                    else matrix[number : number + 1]
+                )
+                sentence_matrix[filled : filled + len(rows)] = rows
+                filled += len(rows)
+                starts[number + 1] = filled
         except (ValueError, IndexError, json.JSONDecodeError) as exc:
             raise CorruptIndexError(f"{self.path}: damaged chunk data ({exc}); run 'trbot index'") from exc
         except sqlite3.DatabaseError as exc:
             raise CorruptIndexError(f"{self.path} cannot be read ({exc}); run 'trbot index'") from exc
-        return LoadedChunks(chunks, tokens, matrix[: len(chunks)])
+        n = len(chunks)
+        return LoadedChunks(chunks, tokens, matrix[:n], sentence_matrix[: starts[n]], starts[: n + 1])
+
+    def _sizes(self, dimension: int) -> tuple[int, int]:
+        """How many chunks, and how many sentence vectors they hold (a missing blob counts one)."""
+        sql = (
+            "select count(*), coalesce(sum(case when sentence_embeddings is null then ? "
+            "else length(sentence_embeddings) end), 0) from chunks"
+        )
+        try:
+            count, size = self.db.execute(sql, [4 * dimension]).fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise CorruptIndexError(f"{self.path} cannot be read ({exc}); run 'trbot index'") from exc
+        return count, size // (4 * dimension)
 
     def _rows(self, sql: str, params: list | None = None) -> list[dict]:
         try:
@@ -297,7 +351,7 @@ def _connect_read_only(path: Path) -> Database:
 _TABLES = {
     "meta": {"key", "value"},
     "documents": {"doc_id", "content_hash"},
-    "chunks": {"chunk_id", "tokens"},
+    "chunks": {"chunk_id", "tokens", "sentence_embeddings"},
 }
 
 
@@ -344,6 +398,7 @@ def _chunk_row(stored: StoredChunk) -> dict:
         "embedding": to_blob(stored.embedding),
         "tokens": " ".join(stored.tokens),
         "text_hash": stored.text_hash,
+        "sentence_embeddings": None if stored.sentences is None else to_blob(stored.sentences),
     }
 
 

@@ -6,6 +6,7 @@ Run from anywhere with the project's venv:
     .venv/bin/python scripts/bench_core.py                      # everything (3-4 minutes on 2 cores)
     .venv/bin/python scripts/bench_core.py --skip-100k --queries 50
     .venv/bin/python scripts/bench_core.py --json var/bench.json
+    .venv/bin/python scripts/bench_core.py --sizes 10000 --retrieval eval/scifact.yml  # SciFact's fusion
 
 What it measures (each against a baseline measured in the same run, since timings on a small,
 shared machine are noisy):
@@ -21,7 +22,8 @@ shared machine are noisy):
    BM25 part alone against ``rank_bm25.BM25Okapi.get_scores`` on the same corpus and queries.
    Synthetic chunks are built from sentences of the shipped corpus (seeded), so BM25 term
    statistics are realistic; their embeddings are random unit vectors (the model is only used to
-   encode queries). Each synthetic size runs in its own subprocess of this script.
+   encode queries), one per sentence too. Each synthetic size runs in its own subprocess of this
+   script. ``--retrieval FILE`` times the fusion of that settings file instead of the shipped one.
 4. Peak memory (VmHWM; see ``peak_rss_mb``) of those subprocesses, with the RSS after loading the
    model, so the index's own share is visible. At 50,000 chunks and more the synthetic index is
    also written to an index file and read back with ``SearchIndex.load`` in a fresh process (the
@@ -65,7 +67,7 @@ from indexer.build import build_index
 from indexer.chunking import Chunk, ChunkingOptions, chunk_document
 from indexer.documents import discover_files, read_document
 from indexer.embeddings import SentenceTransformerEmbedder
-from indexer.search import Hit, RetrievalOptions, SearchIndex, diversify
+from indexer.search import Hit, RetrievalOptions, SearchIndex, Signals, dense_scores, diversify
 from indexer.store import DocumentRow, IndexStore, StoredChunk
 from indexer.text import split_sentences, tokenize
 
@@ -290,7 +292,8 @@ def search_breakdown(index: SearchIndex, questions: list[str], count: int, warmu
     Uses at most BREAKDOWN_QUERIES queries: it is a second pass, for where the time goes.
     """
     count = min(count, BREAKDOWN_QUERIES)
-    steps: dict[str, list[float]] = {k: [] for k in ("tokenize", "bm25", "encode", "dense", "fuse+rank")}
+    names = ("tokenize", "bm25", "encode", "dense", "sentences+documents", "fuse+rank")
+    steps: dict[str, list[float]] = {k: [] for k in names}
     per_doc = index.options.per_doc
     for question in cycle(questions, warmup, count):
         t0 = time.perf_counter()
@@ -300,14 +303,23 @@ def search_breakdown(index: SearchIndex, questions: list[str], count: int, warmu
         t2 = time.perf_counter()
         vector = index.embedder.embed_query(question)
         t3 = time.perf_counter()
-        dense = index.matrix @ vector
+        dense = dense_scores(index.matrix, vector)
         t4 = time.perf_counter()
-        scores = index._scores("hybrid", bm25, dense, depth=max(index.options.candidates, 20 * TOP_K))
+        sentence, document = dense, bm25  # as search() does, only where the fusion weighs them
+        if index.options.sentence_weight:
+            cosines = dense_scores(index.sentence_matrix, vector)
+            sentence = np.maximum.reduceat(cosines, index.sentence_starts[:-1])
+        if index.options.document_bm25_weight:
+            document = index.document_bm25.scores(tokens)[index.document_of]
+        signals = Signals(dense, bm25, sentence, document)
+        t5 = time.perf_counter()
+        scores = index._scores("hybrid", signals, depth=max(index.options.candidates, 20 * TOP_K))
         ranked = sorted(scores, key=lambda i: (-scores[i], i))
         kept = diversify(ranked, lambda i: index.chunks[i].doc_id, per_doc, TOP_K)
         [Hit(index.chunks[i], scores[i], float(bm25[i]), float(dense[i])) for i in kept]
-        t5 = time.perf_counter()
-        for name, seconds in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
+        t6 = time.perf_counter()
+        times = (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)
+        for name, seconds in zip(steps, times, strict=True):
             steps[name].append(seconds)
     return {name: float(np.median(values) * 1000) for name, values in steps.items()}
 
@@ -391,8 +403,16 @@ def thread_settings() -> dict:
     return {"torch_threads": torch.get_num_threads()} | {name: os.environ.get(name) for name in names}
 
 
+def search_options(args) -> RetrievalOptions:
+    """The fusion the searches use: ``--retrieval FILE``'s retrieval section, else the defaults
+    (which app.yml ships)."""
+    if args.retrieval is None:
+        return RetrievalOptions()
+    return load_config(args.retrieval, env={}).retrieval
+
+
 def bench_real_queries(config: Config, embedder, db: Path, questions: list[str], args) -> dict:
-    index = SearchIndex.load(db, embedder, RetrievalOptions())
+    index = SearchIndex.load(db, embedder, search_options(args))
     store = IndexStore.open(db)
     try:
         corpus_tokens = [text.split() for text in store.load_chunks(embedder.dimension).tokens]
@@ -454,7 +474,8 @@ def synthetic_corpus(
     """``size`` chunks sampled from the shipped corpus's sentences, 5 to 15 (~10) per document.
 
     The chunks come as ``IndexStore.load_chunks`` gives them: tokens split from a stored string
-    (so each chunk has its own token strings) and one float32 array per embedding.
+    (so each chunk has its own token strings), one float32 array per embedding, and one
+    embedding per sentence.
     """
     vectors_rng = np.random.default_rng(seed)
     stored: list[StoredChunk] = []
@@ -480,7 +501,10 @@ def synthetic_corpus(
             vectors = [row.copy() for row in block]  # one array per chunk, like from_blob
             vectors.reverse()
         chunk = Chunk(f"{number:08x}{ordinal:08x}", doc_id, ordinal, title, heading_path, " ".join(picked))
-        stored.append(StoredChunk(chunk, " ".join(tokens).split(), f"{len(stored):064x}", vectors.pop()))
+        sentences = vectors_rng.standard_normal((len(chunk.sentences), dimension), dtype=np.float32)
+        sentences /= np.linalg.norm(sentences, axis=1, keepdims=True)
+        tokens = " ".join(tokens).split()
+        stored.append(StoredChunk(chunk, tokens, f"{len(stored):064x}", vectors.pop(), sentences))
     return stored, documents
 
 
@@ -520,7 +544,7 @@ def child_main(args) -> None:
     log(f"[{size}] generated {len(stored)} chunks in {len(documents)} documents in {seconds:.1f}s")
 
     start = time.perf_counter()
-    index = SearchIndex.from_stored(stored, documents, embedder, RetrievalOptions())
+    index = SearchIndex.from_stored(stored, documents, embedder, search_options(args))
     result["index_build_s"] = seconds = time.perf_counter() - start
     del stored
     gc.collect()
@@ -594,7 +618,7 @@ def child_load_main(args) -> None:
     config, embedder = load_setup()
     questions = load_questions(question_files(args.questions))
     result["rss_model_mb"], result["peak_model_mb"] = rss_mb(), peak_rss_mb()
-    seconds, index = timed(lambda: SearchIndex.load(Path(args.child_load), embedder, RetrievalOptions()))
+    seconds, index = timed(lambda: SearchIndex.load(Path(args.child_load), embedder, search_options(args)))
     result["load_s"] = seconds
     result["chunks"] = len(index.chunks)
     gc.collect()
@@ -609,7 +633,7 @@ def child_load_main(args) -> None:
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
-        SearchIndex.load(Path(args.child_load), embedder, RetrievalOptions())
+        SearchIndex.load(Path(args.child_load), embedder, search_options(args))
         profiler.disable()
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(12)
@@ -635,6 +659,7 @@ def _child(extra: list[str], out: Path, args) -> tuple[float, dict | None]:
     cmd += ["--baseline-queries-large", str(args.baseline_queries_large)]
     cmd += ["--profile"] if args.profile else []
     cmd += ["--questions", *map(str, args.questions)] if args.questions else []
+    cmd += ["--retrieval", str(args.retrieval)] if args.retrieval else []
     wall, done = timed(lambda: subprocess.run(cmd, cwd=REPO))
     if done.returncode != 0 or not out.exists():
         log(f"child process {' '.join(extra)} failed (exit {done.returncode})")
@@ -800,6 +825,12 @@ def _latency_rows(label: str, data: dict) -> list[Row]:
     return rows
 
 
+def _fusion(options: dict) -> str:
+    names = ("sentence_weight", "document_bm25_weight")
+    extra = [f"{name} {options[name]}" for name in names if options[name]]
+    return ", ".join([f"{options['fusion']} fusion", *extra])
+
+
 def print_details(results: dict) -> None:
     threads = results.get("threads")
     if threads:
@@ -827,7 +858,7 @@ def print_details(results: dict) -> None:
     if latency:
         print(
             f"\nWarm query latency, SearchIndex.search(q, top_k={TOP_K}), hybrid "
-            f"({RetrievalOptions().fusion} fusion), query encoding included "
+            f"({_fusion(results['retrieval'])}), query encoding included "
             "(embed_query keeps its last 64 queries: repeats are cache hits)"
         )
         head = f"  {'corpus':<16}{'chunks':>8}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}  breakdown p50 ms"
@@ -965,6 +996,12 @@ def parse_args(argv: list[str] | None = None):
     )
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     parser.add_argument(
+        "--retrieval",
+        type=Path,
+        help="a settings file whose retrieval section the searches use, e.g. eval/scifact.yml "
+        "(default: the shipped retrieval settings)",
+    )
+    parser.add_argument(
         "--skip-sqlite-load",
         action="store_true",
         help=f"at {LARGE:,} chunks and more, do not also write the synthetic index to SQLite and time "
@@ -999,7 +1036,8 @@ def main(argv: list[str] | None = None) -> int:
         "threads": thread_settings(),
         "load_average_start": os.getloadavg(),
         "cpus": os.cpu_count(),
-        "args": vars(args) | {"json": str(args.json)},
+        "args": vars(args) | {"json": str(args.json), "retrieval": str(args.retrieval)},
+        "retrieval": dataclasses.asdict(search_options(args)),
     }
     log("loading the model")
     config, embedder = load_setup()

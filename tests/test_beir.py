@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 
 from indexer.beir import (
@@ -112,3 +113,21 @@ def test_the_index_finds_the_judged_documents_and_the_cache_is_reused(folder, tm
     calls = fake_embedder.calls
     beir_index(data, fake_embedder, RetrievalOptions(), ChunkingOptions(), cache)  # embeddings from the cache
     assert fake_embedder.calls == calls and len(list(cache.glob("corpus-*.npy"))) == 1
+
+
+def test_sentences_are_embedded_once_cached_and_only_when_weighed(folder, tmp_path, fake_embedder):
+    data = load_beir(folder)
+    cache = tmp_path / "cache"
+    beir_index(data, fake_embedder, RetrievalOptions(), ChunkingOptions(), cache)
+    assert not list(cache.glob("sentences-*.npy"))
+    options = RetrievalOptions(sentence_weight=0.5, document_bm25_weight=0.3)
+    index = beir_index(data, fake_embedder, options, ChunkingOptions(), cache)
+    assert len(list(cache.glob("sentences-*.npy"))) == 1
+    assert list(np.diff(index.sentence_starts)) == [len(chunk.sentences) for chunk in index.chunks]
+    first = index.chunks[0]
+    np.testing.assert_allclose(
+        index.sentence_matrix[: len(first.sentences)], fake_embedder.embed_documents(first.sentences)
+    )
+    calls = fake_embedder.calls
+    beir_index(data, fake_embedder, options, ChunkingOptions(), cache)
+    assert fake_embedder.calls == calls

@@ -6,6 +6,7 @@ import os
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from indexer.build import build_index
@@ -285,3 +286,77 @@ def test_opening_an_unrelated_database_adds_no_tables_and_says_so(tmp_path):
     with sqlite3.connect(other) as conn:
         tables = [row[0] for row in conn.execute("select name from sqlite_master where type = 'table'")]
     assert tables == ["people"]
+
+
+# --- sentence embeddings (schema 3) ----------------------------------------------------------------
+
+
+WITH_SENTENCES = RetrievalOptions(sentence_weight=0.5)  # loads the sentence embeddings
+
+
+def _as_version_2(db: Path) -> None:
+    """Make a fresh index look like one trbot wrote before sentence embeddings existed."""
+    conn = sqlite3.connect(db)
+    conn.execute("alter table chunks drop column sentence_embeddings")
+    conn.execute("delete from _sqlite_migrations where name = 'm003_sentence_embeddings'")
+    conn.execute("update meta set value = '2' where key = 'schema_version'")
+    conn.commit()
+    conn.close()
+
+
+def test_every_chunk_stores_one_embedding_per_sentence(corpus_copy, tmp_path, fake_embedder):
+    build_index([corpus_copy], tmp_path / "i.db", fake_embedder, OPTIONS)
+    index = SearchIndex.load(tmp_path / "i.db", fake_embedder, WITH_SENTENCES)
+    counts = np.diff(index.sentence_starts)
+    assert list(counts) == [len(chunk.sentences) for chunk in index.chunks]
+    assert max(counts) > 1
+    chunk = max(index.chunks, key=lambda c: len(c.sentences))
+    number = index.chunks.index(chunk)
+    rows = index.sentence_matrix[index.sentence_starts[number] : index.sentence_starts[number + 1]]
+    np.testing.assert_allclose(rows, fake_embedder.embed_documents(chunk.sentences))
+
+
+def test_a_reused_chunk_keeps_its_sentence_embeddings(corpus_copy, tmp_path):
+    build_index([corpus_copy], tmp_path / "i.db", FakeEmbedder(), OPTIONS)
+    before = SearchIndex.load(tmp_path / "i.db", FakeEmbedder(), WITH_SENTENCES)
+    target = corpus_copy / "atas.md"
+    target.write_text(target.read_text() + "\n\n## A new section\n\nATAS applies to a new subject too.\n")
+    embedder = FakeEmbedder()
+    report = build_index([corpus_copy], tmp_path / "i.db", embedder, OPTIONS)
+    assert report.chunks_reused >= 1
+    assert embedder.embedded == [embedder.embedded[0], "ATAS applies to a new subject too."]
+    after = SearchIndex.load(tmp_path / "i.db", FakeEmbedder(), WITH_SENTENCES)
+    assert len(after.sentence_matrix) == len(before.sentence_matrix) + 1
+
+
+def test_an_index_from_an_older_trbot_is_refused_with_what_to_do(corpus_copy, tmp_path, fake_embedder):
+    build_index([corpus_copy], tmp_path / "i.db", fake_embedder, OPTIONS)
+    _as_version_2(tmp_path / "i.db")
+    with pytest.raises(CorruptIndexError, match="written by an older trbot: run 'trbot index'"):
+        SearchIndex.load(tmp_path / "i.db", fake_embedder, WITH_SENTENCES)
+
+
+def test_indexing_over_an_older_index_rebuilds_it_with_sentences(corpus_copy, tmp_path, fake_embedder):
+    build_index([corpus_copy], tmp_path / "i.db", fake_embedder, OPTIONS)
+    _as_version_2(tmp_path / "i.db")
+    report = build_index([corpus_copy], tmp_path / "i.db", FakeEmbedder(), OPTIONS)
+    assert report.full_rebuild_reason == "the index was written by an older trbot"
+    index = SearchIndex.load(tmp_path / "i.db", fake_embedder, WITH_SENTENCES)
+    assert list(np.diff(index.sentence_starts)) == [len(chunk.sentences) for chunk in index.chunks]
+
+
+def test_damaged_sentence_embeddings_are_reported_as_a_corrupt_index(corpus_copy, tmp_path, fake_embedder):
+    build_index([corpus_copy], tmp_path / "i.db", fake_embedder, OPTIONS)
+    conn = sqlite3.connect(tmp_path / "i.db")
+    conn.execute("update chunks set sentence_embeddings = x'00010203' where rowid = 1")
+    conn.commit()
+    conn.close()
+    with pytest.raises(CorruptIndexError, match="damaged chunk data"):
+        SearchIndex.load(tmp_path / "i.db", fake_embedder, WITH_SENTENCES)
+
+
+def test_a_search_that_does_not_weigh_sentences_does_not_load_them(corpus_copy, tmp_path, fake_embedder):
+    build_index([corpus_copy], tmp_path / "i.db", fake_embedder, OPTIONS)
+    index = SearchIndex.load(tmp_path / "i.db", fake_embedder, RetrievalOptions(sentence_weight=0.0))
+    assert len(index.sentence_matrix) == len(index.chunks)
+    np.testing.assert_array_equal(index.sentence_matrix, index.matrix)

@@ -233,6 +233,8 @@ def test_the_choices_are_listed_in_the_error():
         ({"retrieval": {"candidates": 0}}, "retrieval.candidates"),
         ({"retrieval": {"per_doc": 0}}, "retrieval.per_doc"),
         ({"retrieval": {"bm25_weight": 0.0, "dense_weight": 0.0}}, "retrieval.bm25_weight"),
+        ({"retrieval": {"sentence_weight": -0.5}}, "retrieval.sentence_weight"),
+        ({"retrieval": {"document_bm25_weight": -1}}, "retrieval.document_bm25_weight"),
     ],
 )
 def test_the_records_own_checks_surface_as_config_errors_naming_the_key(data, key):
@@ -403,3 +405,10 @@ def test_the_settings_file_in_use_is_recorded(tmp_path):
     assert load_config(env={"TRBOT_CONFIG": str(settings)}).source == settings.resolve()
     with pytest.raises(ConfigError, match="unknown setting 'source'"):
         config_from_dict({"source": "x"})
+
+
+def test_the_scifact_benchmark_settings_load_and_weigh_sentences_and_documents():
+    config = load_config(REPO / "eval" / "scifact.yml", env={})
+    assert config.chunking.max_words == 80
+    assert config.retrieval.sentence_weight > 0 and config.retrieval.document_bm25_weight > 0
+    assert config.embedding == Config().embedding

@@ -13,6 +13,7 @@ from indexer.search import (
     Bm25Index,
     RetrievalOptions,
     SearchIndex,
+    Signals,
     diversify,
     relative_fuse,
     rrf_fuse,
@@ -77,6 +78,16 @@ def test_bm25_floors_the_negative_idf_of_very_common_terms_at_a_small_positive_v
     assert 0 < index.idf["research"] < index.idf["export"]
     assert index.scores(["research"])[7] == 0
     assert (index.scores(["research"])[[0, 2, 3, 4, 5, 6]] > 0).all()
+
+
+@pytest.mark.parametrize("query", [["export"], ["research", "univers", "export"], ["weather"], []])
+def test_merged_bm25_scores_groups_as_if_their_tokens_were_one_document(query):
+    groups = np.array([0, 0, 1, 2, 2, 2, 3, 4, 4])
+    joined = [sum((CORPUS[i] for i in np.flatnonzero(groups == g)), []) for g in range(5)]
+
+    merged = Bm25Index.merged(Bm25Index(CORPUS, k1=1.2, b=0.6), groups, 5)
+
+    assert np.allclose(merged.scores(query), Bm25Index(joined, k1=1.2, b=0.6).scores(query), rtol=1e-5)
 
 
 def test_bm25_gives_zero_to_unknown_terms_and_an_empty_corpus_no_scores():
@@ -351,12 +362,34 @@ def test_zscore_fuse_of_a_single_item_list_counts_it_as_average():
     assert zscore_fuse([[(1, 5.0)], []], [1.0, 1.0]) == {1: 0.0}
 
 
+def signals(dense, bm25, sentence=None, document=None) -> Signals:
+    dense, bm25 = np.array(dense), np.array(bm25)
+    sentence = dense if sentence is None else np.array(sentence)
+    return Signals(dense, bm25, sentence, bm25 if document is None else np.array(document))
+
+
 def test_relative_fuse_adds_bm25_as_a_share_of_the_best_to_the_cosine():
-    bm25 = np.array([4.0, 2.0, 0.0])
-    dense = np.array([0.1, 0.6, 0.5])
-    fused = relative_fuse(bm25, dense, [0, 1, 2], (0.5, 1.0))
+    options = RetrievalOptions(bm25_weight=0.5, dense_weight=1.0)
+    fused = relative_fuse(signals([0.1, 0.6, 0.5], [4.0, 2.0, 0.0]), [0, 1, 2], options)
     assert fused == pytest.approx({0: 0.1 + 0.5, 1: 0.6 + 0.25, 2: 0.5})
-    assert relative_fuse(np.zeros(2), dense[:2], [0, 1], (0.5, 1.0)) == pytest.approx({0: 0.1, 1: 0.6})
+    no_match = relative_fuse(signals([0.1, 0.6], [0.0, 0.0]), [0, 1], options)
+    assert no_match == pytest.approx({0: 0.1, 1: 0.6})
+
+
+def test_relative_fuse_adds_the_best_sentence_and_the_document_share_with_their_weights():
+    options = RetrievalOptions(
+        bm25_weight=0.2, dense_weight=1.0, sentence_weight=0.5, document_bm25_weight=0.4
+    )
+    fused = relative_fuse(
+        signals([0.3, 0.5], [2.0, 1.0], sentence=[0.8, 0.4], document=[3.0, 6.0]), [0, 1], options
+    )
+    assert fused == pytest.approx({0: 0.3 + 0.4 + 0.2 + 0.2, 1: 0.5 + 0.2 + 0.1 + 0.4})
+
+
+def test_relative_fuse_counts_the_best_among_the_candidates_only():
+    options = RetrievalOptions(bm25_weight=1.0, dense_weight=1.0)
+    fused = relative_fuse(signals([0.1, 0.2, 0.3], [9.0, 2.0, 1.0]), [1, 2], options)
+    assert fused == pytest.approx({1: 0.2 + 1.0, 2: 0.3 + 0.5})
 
 
 def test_relative_hybrid_scores_every_candidate_with_both_measures(fake_embedder):
@@ -367,6 +400,64 @@ def test_relative_hybrid_scores_every_candidate_with_both_measures(fake_embedder
         assert hit.score == pytest.approx(hit.dense + 0.3 * hit.bm25 / best)
 
 
+def sentence_index(embedder: FakeEmbedder, **options) -> SearchIndex:
+    """Two passages of four sentences; only the second has a sentence on laptops."""
+    texts = [
+        "Export licences cover goods. Licences take weeks. Apply early. Ask the unit.",
+        "Travel abroad needs planning. Book early. Take a clean loan laptop. Ask the unit.",
+    ]
+    chunks = [Chunk(f"d{n}.md#0", f"d{n}.md", 0, f"Doc {n}", (), text) for n, text in enumerate(texts)]
+    stored = [
+        StoredChunk(
+            chunk,
+            tokenize(chunk.embedding_text),
+            text_hash(chunk),
+            embedder.embed_documents([chunk.embedding_text])[0],
+            embedder.embed_documents(chunk.sentences),
+        )
+        for chunk in chunks
+    ]
+    return SearchIndex.from_stored(stored, {}, embedder, RetrievalOptions(**options))
+
+
+def test_the_sentence_weight_adds_the_best_sentences_cosine(fake_embedder):
+    index = sentence_index(fake_embedder, bm25_weight=0.0, dense_weight=1.0, sentence_weight=0.5)
+    query = "clean loan laptop"
+    vector = fake_embedder.embed_query(query)
+    hits = index.search(query, top_k=2)
+    best_sentence = float(fake_embedder.embed_query("Take a clean loan laptop.") @ vector)
+    assert hits[0].doc_id == "d1.md"
+    assert hits[0].score == pytest.approx(hits[0].dense + 0.5 * best_sentence)
+
+
+def test_without_sentence_embeddings_a_chunk_is_its_own_sentence(fake_embedder):
+    index = make_index(fake_embedder, bm25_weight=0.0, sentence_weight=1.0)
+    assert len(index.sentence_matrix) == len(index.chunks)
+    for hit in index.search("export licences", top_k=3, per_doc=3):
+        assert hit.score == pytest.approx(2 * hit.dense)
+
+
+def test_the_document_bm25_weight_credits_every_chunk_of_a_matching_document(fake_embedder):
+    chunks = [
+        Chunk("a.md#0", "a.md", 0, "A", (), "Sanctions apply to partners."),
+        Chunk("a.md#1", "a.md", 1, "A", (), "Check the list before signing."),
+        Chunk("b.md#0", "b.md", 0, "B", (), "Check your laptop before travel."),
+        Chunk("c.md#0", "c.md", 0, "C", (), "ATAS certificates for students."),
+        Chunk("d.md#0", "d.md", 0, "D", (), "Export licences for goods."),
+    ]
+    vectors = fake_embedder.embed_documents([c.embedding_text for c in chunks])
+    stored = [
+        StoredChunk(c, tokenize(c.embedding_text), text_hash(c), v)
+        for c, v in zip(chunks, vectors, strict=True)
+    ]
+    options = RetrievalOptions(bm25_weight=0.0, dense_weight=1.0, document_bm25_weight=1.0)
+    index = SearchIndex.from_stored(stored, {}, fake_embedder, options)
+    hits = {hit.chunk.chunk_id: hit for hit in index.search("check sanctions list", top_k=3, per_doc=3)}
+    # a.md carries both words across its chunks; b.md only "check": a.md's chunks get the full share
+    assert hits["a.md#1"].score == pytest.approx(hits["a.md#1"].dense + 1.0)
+    assert hits["b.md#0"].score < hits["b.md#0"].dense + 1.0
+
+
 def test_bm25_settings_reach_the_index(fake_embedder):
     index = make_index(fake_embedder, bm25_k1=0.9, bm25_b=0.4)
     assert (index.bm25.k1, index.bm25.b) == (0.9, 0.4)
@@ -374,7 +465,13 @@ def test_bm25_settings_reach_the_index(fake_embedder):
 
 @pytest.mark.parametrize(
     ("options", "problem"),
-    [({"bm25_k1": -1.0}, "bm25_k1"), ({"bm25_b": 1.5}, "bm25_b"), ({"fusion": "mean"}, "fusion")],
+    [
+        ({"bm25_k1": -1.0}, "bm25_k1"),
+        ({"bm25_b": 1.5}, "bm25_b"),
+        ({"fusion": "mean"}, "fusion"),
+        ({"sentence_weight": -0.1}, "sentence_weight"),
+        ({"document_bm25_weight": -1.0}, "document_bm25_weight"),
+    ],
 )
 def test_retrieval_options_refuse_bad_bm25_settings(options, problem):
     with pytest.raises(ValueError, match=problem):
