@@ -61,8 +61,12 @@ def build_index(
     options: ChunkingOptions,
     placeholders: Mapping[str, str] | None = None,
     progress: ProgressFactory | None = None,
+    sentences: bool = False,
 ) -> IndexReport:
     """Bring the index at ``db_path`` in line with the guidance files under ``paths``.
+
+    ``sentences``: embed each chunk's sentences too (a search with retrieval.sentence_weight
+    needs them); an index without them is rebuilt when they are wanted.
 
     Unchanged documents (same content hash, model and chunking) are not re-embedded;
     a changed document re-embeds only the chunks whose text changed; documents no longer
@@ -82,7 +86,7 @@ def build_index(
         raise IndexerError("no file could be read: " + "; ".join(report.skipped))
     store = IndexStore.create(db_path)
     try:
-        _run(store, documents, _Scope(paths, found), embedder, options, report, progress)
+        _run(store, documents, _Scope(paths, found), embedder, options, report, progress, sentences)
     finally:
         store.close()
     return report
@@ -106,9 +110,10 @@ def _run(
     options: ChunkingOptions,
     report: IndexReport,
     progress: ProgressFactory | None,
+    sentences: bool,
 ) -> None:
     chunking = chunking_signature(options)
-    report.full_rebuild_reason = _rebuild_reason(store.meta(), embedder.name, chunking)
+    report.full_rebuild_reason = _rebuild_reason(store.meta(), embedder.name, chunking, sentences)
     known = store.document_hashes() if report.full_rebuild_reason is None else {}
     changed = _classify(documents, known, report)
     work = [(doc, chunk_document(doc, options)) for doc in changed]
@@ -116,8 +121,9 @@ def _run(
     if report.full_rebuild_reason is None and not work and not report.removed:
         store.touch()  # nothing to embed: the model is never loaded
         return
-    stored = _embed(store, work, embedder, report, progress, reuse=report.full_rebuild_reason is None)
-    meta = IndexMeta(embedder.name, embedder.dimension, 0, chunking, None)
+    reuse = report.full_rebuild_reason is None
+    stored = _embed(store, work, embedder, report, progress, reuse, sentences)
+    meta = IndexMeta(embedder.name, embedder.dimension, 0, chunking, None, sentences)
     store.write(meta, stored, report.removed, clear=report.full_rebuild_reason is not None)
 
 
@@ -150,7 +156,7 @@ def chunking_signature(options: ChunkingOptions) -> str:
     return json.dumps(asdict(options) | {"chunker": CHUNKER_VERSION}, sort_keys=True)
 
 
-def _rebuild_reason(old: IndexMeta | None, model: str, chunking: str) -> str | None:
+def _rebuild_reason(old: IndexMeta | None, model: str, chunking: str, sentences: bool) -> str | None:
     if old is None:
         return "new index"
     if old.model != model:
@@ -159,6 +165,8 @@ def _rebuild_reason(old: IndexMeta | None, model: str, chunking: str) -> str | N
         return "chunking settings changed"
     if old.schema_version < SCHEMA_VERSION:
         return "the index was written by an older trbot"
+    if sentences and not old.sentences:
+        return "sentence embeddings are wanted (retrieval.sentence_weight) and the index has none"
     return None
 
 
@@ -181,40 +189,47 @@ def _embed(
     report: IndexReport,
     progress: ProgressFactory | None,
     reuse: bool,
+    sentences: bool,
 ) -> list[tuple[Document, list[StoredChunk]]]:
-    cached = _reusable_embeddings(store, work, embedder.dimension) if reuse else {}
+    cached = _reusable_embeddings(store, work, embedder.dimension, sentences) if reuse else {}
     pending = [chunk for _, chunks in work for chunk in chunks if text_hash(chunk) not in cached]
     report.chunks_embedded = len(pending)
     report.chunks_reused = sum(len(chunks) for _, chunks in work) - len(pending)
-    fresh = embed_chunks(pending, embedder, progress)
+    fresh = embed_chunks(pending, embedder, progress, sentences)
     vectors = cached | {text_hash(chunk): pair for chunk, pair in zip(pending, fresh, strict=True)}
     return [(doc, [_stored(chunk, *vectors[text_hash(chunk)]) for chunk in chunks]) for doc, chunks in work]
 
 
 def _reusable_embeddings(
-    store: IndexStore, work: list, dimension: int
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    cached: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    store: IndexStore, work: list, dimension: int, sentences: bool
+) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """Stored embeddings of the changed documents' chunks, by text hash; without their
+    sentences' when those are wanted, a chunk is embedded again."""
+    cached: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
     for document, _ in work:
-        cached.update(store.embeddings_by_text_hash(document.doc_id, dimension))
+        stored = store.embeddings_by_text_hash(document.doc_id, dimension)
+        cached.update({key: pair for key, pair in stored.items() if pair[1] is not None or not sentences})
     return cached
 
 
 def embed_chunks(
-    chunks: list[Chunk], embedder: Embedder, progress: ProgressFactory | None
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Embed chunks, and each chunk's sentences, in blocks, reporting progress after each block.
+    chunks: list[Chunk], embedder: Embedder, progress: ProgressFactory | None, sentences: bool = False
+) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """Embed chunks (and, with ``sentences``, each chunk's sentences) in blocks, reporting
+    progress after each block.
 
     Returns:
-        For each chunk, its embedding and its sentences' embeddings (one row a sentence).
+        For each chunk, its embedding and its sentences' embeddings (one row a sentence; None
+        without ``sentences``).
     """
     bar = progress(len(chunks)) if progress and chunks else Progress()
-    embedded: list[tuple[np.ndarray, np.ndarray]] = []
+    embedded: list[tuple[np.ndarray, np.ndarray | None]] = []
     try:
         for start in range(0, len(chunks), EMBED_BLOCK):
             block = chunks[start : start + EMBED_BLOCK]
             vectors = embedder.embed_documents([chunk.embedding_text for chunk in block])
-            embedded.extend(zip(vectors, _embed_sentences(block, embedder), strict=True))
+            rows = _embed_sentences(block, embedder) if sentences else [None] * len(block)
+            embedded.extend(zip(vectors, rows, strict=True))
             bar.update(len(block))
     finally:
         bar.close()
@@ -232,5 +247,5 @@ def text_hash(chunk: Chunk) -> str:
     return hashlib.sha256(chunk.embedding_text.encode("utf-8")).hexdigest()
 
 
-def _stored(chunk: Chunk, vector: np.ndarray, sentences: np.ndarray) -> StoredChunk:
+def _stored(chunk: Chunk, vector: np.ndarray, sentences: np.ndarray | None) -> StoredChunk:
     return StoredChunk(chunk, tokenize(chunk.embedding_text), text_hash(chunk), vector, sentences)

@@ -21,3 +21,7 @@ class CorruptIndexError(IndexerError):
 
 class ModelError(IndexerError):
     """The embedding model cannot be loaded, or does not match the index."""
+
+
+class StaleIndexError(IndexerError):
+    """The index lacks what the settings need (sentence embeddings): 'trbot index' adds it."""

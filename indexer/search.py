@@ -14,7 +14,7 @@ import numpy as np
 
 from indexer.chunking import Chunk
 from indexer.embeddings import Embedder
-from indexer.errors import IndexNotFoundError, ModelError
+from indexer.errors import IndexNotFoundError, ModelError, StaleIndexError
 from indexer.store import DocumentRow, IndexStore, StoredChunk
 from indexer.text import tokenize
 
@@ -337,6 +337,7 @@ class SearchIndex:
         Raises:
             IndexNotFoundError, CorruptIndexError: no usable index file.
             ModelError: the index was built with another model.
+            StaleIndexError: the fusion weighs sentences and the index has no sentence embeddings.
         """
         store = IndexStore.open(db_path)
         try:
@@ -347,6 +348,11 @@ class SearchIndex:
                 raise ModelError(
                     f"the index was built with {meta.model}, but the configured model is {embedder.name}: "
                     "run 'trbot index' to rebuild it"
+                )
+            if options.sentence_weight and not meta.sentences:
+                raise StaleIndexError(
+                    f"the index at {db_path} has no sentence embeddings, which retrieval.sentence_weight "
+                    "needs: run 'trbot index' to add them"
                 )
             loaded = store.load_chunks(meta.dimension, sentences=options.sentence_weight > 0)
             tokens = (text.split() for text in loaded.tokens)

@@ -72,18 +72,21 @@ def m002_chunk_tokens_and_text_hash(db: Database) -> None:
 
 @migrations()
 def m003_sentence_embeddings(db: Database) -> None:
-    # Each sentence of the chunk's text (indexer.text.chunk_sentences), embedded: one float32
-    # vector after another. Search scores a chunk by its best sentence as well as by itself.
+    # Each sentence of the chunk's text (Chunk.sentences), embedded: one float32 vector after
+    # another, or null when the index is built without them (meta "sentences" says which).
     db["chunks"].add_column("sentence_embeddings", bytes)
 
 
 @dataclass(frozen=True)
 class IndexMeta:
+    """``sentences``: every chunk's sentences are embedded too (for retrieval.sentence_weight)."""
+
     model: str
     dimension: int
     schema_version: int
     chunking: str
     indexed_at: str | None
+    sentences: bool = False
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,7 @@ class IndexStore:
             schema_version=int(values.get("schema_version", SCHEMA_VERSION)),
             chunking=values.get("chunking", ""),
             indexed_at=values.get("indexed_at"),
+            sentences=values.get("sentences") == "1",
         )
 
     def document_hashes(self) -> dict[str, str]:
@@ -200,16 +204,17 @@ class IndexStore:
 
     def embeddings_by_text_hash(
         self, doc_id: str, dimension: int
-    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """A document's stored chunk and sentence embeddings, by chunk text hash (for reuse)."""
+    ) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+        """A document's stored chunk embeddings, and sentence embeddings where it has them, by
+        chunk text hash (for reuse)."""
         sql = (
             "select text_hash, embedding, sentence_embeddings from chunks "
-            "where doc_id = ? and text_hash is not null and sentence_embeddings is not null"
+            "where doc_id = ? and text_hash is not null"
         )
         return {
             r["text_hash"]: (
                 from_blob(r["embedding"], dimension),
-                matrix_from_blob(r["sentence_embeddings"], dimension),
+                matrix_from_blob(r["sentence_embeddings"], dimension) if r["sentence_embeddings"] else None,
             )
             for r in self._rows(sql, [doc_id])
         }
@@ -258,6 +263,7 @@ class IndexStore:
             "schema_version": str(SCHEMA_VERSION),
             "chunking": meta.chunking,
             "indexed_at": now,
+            "sentences": "1" if meta.sentences else "0",
         }
         self.db["meta"].upsert_all(({"key": k, "value": v} for k, v in values.items()), pk="key")
 

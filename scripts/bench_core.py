@@ -602,7 +602,7 @@ def write_synthetic_db(
         (Document(d, Path(r.path), "md", r.title, (), r.content_hash, sources=r.sources), by_doc[d])
         for d, r in documents.items()
     ]
-    meta = IndexMeta(embedder.name, embedder.dimension, 0, chunking_signature(config.chunking), None)
+    meta = IndexMeta(embedder.name, embedder.dimension, 0, chunking_signature(config.chunking), None, True)
     start = time.perf_counter()
     store = IndexStore.create(db)
     try:

@@ -11,7 +11,7 @@ import pytest
 
 from indexer.build import build_index
 from indexer.chunking import ChunkingOptions
-from indexer.errors import CorruptIndexError, IndexerError, IndexNotFoundError, ModelError
+from indexer.errors import CorruptIndexError, IndexerError, IndexNotFoundError, ModelError, StaleIndexError
 from indexer.search import RetrievalOptions, SearchIndex
 from indexer.store import IndexStore
 from tests.conftest import SMALL_CORPUS, FakeEmbedder
@@ -305,7 +305,7 @@ def _as_version_2(db: Path) -> None:
 
 
 def test_every_chunk_stores_one_embedding_per_sentence(corpus_copy, tmp_path, fake_embedder):
-    build_index([corpus_copy], tmp_path / "i.db", fake_embedder, OPTIONS)
+    build_index([corpus_copy], tmp_path / "i.db", fake_embedder, OPTIONS, sentences=True)
     index = SearchIndex.load(tmp_path / "i.db", fake_embedder, WITH_SENTENCES)
     counts = np.diff(index.sentence_starts)
     assert list(counts) == [len(chunk.sentences) for chunk in index.chunks]
@@ -317,12 +317,12 @@ def test_every_chunk_stores_one_embedding_per_sentence(corpus_copy, tmp_path, fa
 
 
 def test_a_reused_chunk_keeps_its_sentence_embeddings(corpus_copy, tmp_path):
-    build_index([corpus_copy], tmp_path / "i.db", FakeEmbedder(), OPTIONS)
+    build_index([corpus_copy], tmp_path / "i.db", FakeEmbedder(), OPTIONS, sentences=True)
     before = SearchIndex.load(tmp_path / "i.db", FakeEmbedder(), WITH_SENTENCES)
     target = corpus_copy / "atas.md"
     target.write_text(target.read_text() + "\n\n## A new section\n\nATAS applies to a new subject too.\n")
     embedder = FakeEmbedder()
-    report = build_index([corpus_copy], tmp_path / "i.db", embedder, OPTIONS)
+    report = build_index([corpus_copy], tmp_path / "i.db", embedder, OPTIONS, sentences=True)
     assert report.chunks_reused >= 1
     assert embedder.embedded == [embedder.embedded[0], "ATAS applies to a new subject too."]
     after = SearchIndex.load(tmp_path / "i.db", FakeEmbedder(), WITH_SENTENCES)
@@ -330,23 +330,23 @@ def test_a_reused_chunk_keeps_its_sentence_embeddings(corpus_copy, tmp_path):
 
 
 def test_an_index_from_an_older_trbot_is_refused_with_what_to_do(corpus_copy, tmp_path, fake_embedder):
-    build_index([corpus_copy], tmp_path / "i.db", fake_embedder, OPTIONS)
+    build_index([corpus_copy], tmp_path / "i.db", fake_embedder, OPTIONS, sentences=True)
     _as_version_2(tmp_path / "i.db")
     with pytest.raises(CorruptIndexError, match="written by an older trbot: run 'trbot index'"):
         SearchIndex.load(tmp_path / "i.db", fake_embedder, WITH_SENTENCES)
 
 
 def test_indexing_over_an_older_index_rebuilds_it_with_sentences(corpus_copy, tmp_path, fake_embedder):
-    build_index([corpus_copy], tmp_path / "i.db", fake_embedder, OPTIONS)
+    build_index([corpus_copy], tmp_path / "i.db", fake_embedder, OPTIONS, sentences=True)
     _as_version_2(tmp_path / "i.db")
-    report = build_index([corpus_copy], tmp_path / "i.db", FakeEmbedder(), OPTIONS)
+    report = build_index([corpus_copy], tmp_path / "i.db", FakeEmbedder(), OPTIONS, sentences=True)
     assert report.full_rebuild_reason == "the index was written by an older trbot"
     index = SearchIndex.load(tmp_path / "i.db", fake_embedder, WITH_SENTENCES)
     assert list(np.diff(index.sentence_starts)) == [len(chunk.sentences) for chunk in index.chunks]
 
 
 def test_damaged_sentence_embeddings_are_reported_as_a_corrupt_index(corpus_copy, tmp_path, fake_embedder):
-    build_index([corpus_copy], tmp_path / "i.db", fake_embedder, OPTIONS)
+    build_index([corpus_copy], tmp_path / "i.db", fake_embedder, OPTIONS, sentences=True)
     conn = sqlite3.connect(tmp_path / "i.db")
     conn.execute("update chunks set sentence_embeddings = x'00010203' where rowid = 1")
     conn.commit()
@@ -356,7 +356,32 @@ def test_damaged_sentence_embeddings_are_reported_as_a_corrupt_index(corpus_copy
 
 
 def test_a_search_that_does_not_weigh_sentences_does_not_load_them(corpus_copy, tmp_path, fake_embedder):
-    build_index([corpus_copy], tmp_path / "i.db", fake_embedder, OPTIONS)
+    build_index([corpus_copy], tmp_path / "i.db", fake_embedder, OPTIONS, sentences=True)
     index = SearchIndex.load(tmp_path / "i.db", fake_embedder, RetrievalOptions(sentence_weight=0.0))
     assert len(index.sentence_matrix) == len(index.chunks)
     np.testing.assert_array_equal(index.sentence_matrix, index.matrix)
+
+
+def test_without_sentences_wanted_only_chunks_are_embedded(corpus_copy, tmp_path, fake_embedder):
+    report = build_index([corpus_copy], tmp_path / "i.db", fake_embedder, OPTIONS)
+    assert fake_embedder.calls == 1 and len(fake_embedder.embedded) == report.chunks_embedded
+    with pytest.raises(
+        StaleIndexError, match="no sentence embeddings, which retrieval.sentence_weight needs"
+    ):
+        SearchIndex.load(tmp_path / "i.db", fake_embedder, WITH_SENTENCES)
+
+
+def test_wanting_sentences_rebuilds_an_index_without_them(corpus_copy, tmp_path, fake_embedder):
+    build_index([corpus_copy], tmp_path / "i.db", fake_embedder, OPTIONS)
+    report = build_index([corpus_copy], tmp_path / "i.db", FakeEmbedder(), OPTIONS, sentences=True)
+    assert report.full_rebuild_reason.startswith("sentence embeddings are wanted")
+    index = SearchIndex.load(tmp_path / "i.db", fake_embedder, WITH_SENTENCES)
+    assert list(np.diff(index.sentence_starts)) == [len(chunk.sentences) for chunk in index.chunks]
+
+
+def test_no_longer_wanting_sentences_rebuilds_nothing(corpus_copy, tmp_path, fake_embedder):
+    build_index([corpus_copy], tmp_path / "i.db", fake_embedder, OPTIONS, sentences=True)
+    embedder = FakeEmbedder()
+    report = build_index([corpus_copy], tmp_path / "i.db", embedder, OPTIONS)
+    assert report.full_rebuild_reason is None and embedder.embedded == []
+    assert SearchIndex.load(tmp_path / "i.db", fake_embedder, RetrievalOptions()).chunks

@@ -65,6 +65,23 @@ def test_index_reports_what_it_did_then_nothing_on_a_second_run(run, real_embedd
 
 
 @pytest.mark.model
+def test_a_fusion_that_weighs_sentences_asks_for_them_and_index_adds_them(run, real_embedder, settings):
+    assert run("index", "--no-progress").exit_code == 0
+    data = yaml.safe_load(settings.read_text())
+    settings.write_text(yaml.safe_dump(data | {"retrieval": {"sentence_weight": 0.5}}))
+
+    before = run("ask", "Do I need an ATAS certificate?")
+    assert before.exit_code == 1
+    assert "no sentence embeddings, which retrieval.sentence_weight needs: run 'trbot index'" in before.output
+
+    rebuilt = run("index", "--no-progress")
+    assert "full rebuild (sentence embeddings are wanted" in rebuilt.output
+    after = run("ask", "Do I need an ATAS certificate?", "--json")
+    assert after.exit_code == 0, after.output
+    assert json.loads(after.output)["status"] == "answered"
+
+
+@pytest.mark.model
 def test_ask_prints_passages_and_numbered_sources(indexed):
     result = indexed("ask", "Do I need an ATAS certificate?")
     assert result.exit_code == 0, result.output

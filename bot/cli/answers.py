@@ -56,9 +56,10 @@ def _db_option(fn):
 def index(config: Config, paths: tuple[Path, ...], db: Path | None, progress: bool | None) -> None:
     """Index guidance files (Markdown, HTML, text, PDF) into the search database.
 
-    New and changed files under PATHS are (re-)embedded and unchanged ones kept as they are.
-    A document leaves the index only when its file is gone from a folder this run indexed:
-    naming a file adds or updates it and removes nothing else. A file or folder that cannot
+    New and changed files under PATHS are (re-)embedded and unchanged ones kept as they are
+    (each sentence is embedded too when retrieval.sentence_weight is set). A document leaves
+    the index only when its file is gone from a folder this run indexed: naming a file adds
+    or updates it and removes nothing else. A file or folder that cannot
     be read is reported and skipped, and its documents are kept. The run is all-or-nothing:
     if it fails, the previous index is left whole.
 
@@ -78,6 +79,7 @@ def index(config: Config, paths: tuple[Path, ...], db: Path | None, progress: bo
         config.chunking,
         placeholders=placeholders_from(config.institution),
         progress=_tqdm_progress if show else None,
+        sentences=config.retrieval.sentence_weight > 0,
     )
     _print_report(report, db or config.paths.index_db, time.perf_counter() - started)
 
