@@ -21,7 +21,9 @@ import json
 import os
 import secrets
 import socket
+import threading
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,6 +44,9 @@ MAX_REASON_CHARS = 2000
 # What a feedback row keeps at most (the answerer refuses longer questions anyway).
 MAX_STORED_QUESTION_CHARS = 2000
 MAX_STORED_CHUNK_IDS = 20
+# Posted answers whose thread is not remembered yet, kept at most (most never are: not every
+# posted answer starts a thread the bot follows).
+RENAMED_EARLY_KEPT = 512
 # State files are the bot's own: readable by its user only.
 # A process renews the leases of the events it is working on; a dead one's lapse after this.
 EVENT_LEASE = timedelta(seconds=60)
@@ -183,6 +188,10 @@ class StateStore:
             raise ValueError("StateStore needs a file: each thread opens its own connection")
         self._connections = Connections(self.path)
         migrations.apply(self._db)
+        # A queued answer's thread is remembered under a placeholder that its delivery renames;
+        # when the delivery comes first, its ts waits here for the placeholder (see rename_thread).
+        self._threads_lock = threading.Lock()
+        self._renamed_early: OrderedDict[tuple[str, str], str] = OrderedDict()
 
     @property
     def _db(self) -> Database:
@@ -353,20 +362,22 @@ class StateStore:
     # -- threads -----------------------------------------------------------------------------
     def remember_thread(self, channel: str, thread_ts: str, question: str, asker: str | None = None) -> None:
         """Record the question answered in a thread (the context for its follow-ups) and who asked."""
-        known = self.thread(channel, thread_ts)
-        askers = list(known.askers) if known else []
-        if asker and asker not in askers:
-            askers.append(asker)
-        self._db["threads"].upsert(
-            {
-                "channel": channel,
-                "thread_ts": thread_ts,
-                "question": question,
-                "updated_at": _now(),
-                "askers": " ".join(askers),
-            },
-            pk=("channel", "thread_ts"),
-        )
+        with self._threads_lock:
+            thread_ts = self._renamed_early.pop((channel, thread_ts), thread_ts)
+            known = self.thread(channel, thread_ts)
+            askers = list(known.askers) if known else []
+            if asker and asker not in askers:
+                askers.append(asker)
+            self._db["threads"].upsert(
+                {
+                    "channel": channel,
+                    "thread_ts": thread_ts,
+                    "question": question,
+                    "updated_at": _now(),
+                    "askers": " ".join(askers),
+                },
+                pk=("channel", "thread_ts"),
+            )
 
     def thread(self, channel: str, thread_ts: str) -> Thread | None:
         """The thread's question and askers, or None if the bot has not answered there."""
@@ -376,12 +387,23 @@ class StateStore:
         return Thread(row[0], tuple((row[1] or "").split())) if row else None
 
     def rename_thread(self, channel: str, old_ts: str, new_ts: str) -> bool:
-        """Move a thread's memory to another ts (a queued answer's placeholder to its real ts)."""
-        cursor = self._db.execute(
-            "UPDATE OR REPLACE threads SET thread_ts = ? WHERE channel = ? AND thread_ts = ?",
-            [new_ts, channel, old_ts],
-        )
-        return cursor.rowcount == 1
+        """Move a thread's memory to another ts (a queued answer's placeholder to its real ts).
+
+        The answer can be posted before its thread is remembered (the delivery worker is
+        quicker than the answering thread): then the new ts is kept, in this process, for the
+        placeholder's ``remember_thread``. Returns whether a remembered thread was moved.
+        """
+        with self._threads_lock:
+            cursor = self._db.execute(
+                "UPDATE OR REPLACE threads SET thread_ts = ? WHERE channel = ? AND thread_ts = ?",
+                [new_ts, channel, old_ts],
+            )
+            if cursor.rowcount == 1:
+                return True
+            self._renamed_early[(channel, old_ts)] = new_ts
+            while len(self._renamed_early) > RENAMED_EARLY_KEPT:  # answers no thread will claim
+                self._renamed_early.popitem(last=False)
+            return False
 
     def thread_question(self, channel: str, thread_ts: str) -> str | None:
         """The question the bot answered in this thread, or None if it has not answered there."""

@@ -18,6 +18,7 @@ from bot.state import (
     EVENT_RETENTION,
     NEW,
     REDO,
+    RENAMED_EARLY_KEPT,
     StateStore,
     Thread,
     migrations,
@@ -151,6 +152,44 @@ def test_a_thread_remembered_under_a_placeholder_takes_the_real_ts(store):
     assert store.rename_thread("D1", "pending:7", "1700000001.000100") is True
     assert store.thread_question("D1", "1700000001.000100") == "Can I take my laptop abroad?"
     assert store.thread_question("D1", "pending:7") is None
+
+
+def test_an_answer_posted_before_its_thread_is_remembered_still_gets_the_thread(store):
+    # the delivery worker posted the answer before the answering thread remembered it
+    assert store.rename_thread("D1", "pending:8", "1700000002.000200") is False
+    store.remember_thread("D1", "pending:8", "Can I take my laptop abroad?", asker="U1")
+    assert store.thread_question("D1", "1700000002.000200") == "Can I take my laptop abroad?"
+    assert store.thread_question("D1", "pending:8") is None
+    store.remember_thread("D1", "pending:8", "a later placeholder of the same name is its own")
+    assert store.thread_question("D1", "pending:8") == "a later placeholder of the same name is its own"
+
+
+def test_posted_answers_no_thread_claims_are_not_kept_without_bound(store):
+    for number in range(RENAMED_EARLY_KEPT + 50):
+        store.rename_thread("C1", f"pending:{number}", f"1.{number}")
+    store.remember_thread("C1", "pending:0", "the oldest was let go")
+    store.remember_thread("C1", f"pending:{RENAMED_EARLY_KEPT + 49}", "the newest is kept")
+    assert store.thread_question("C1", "pending:0") == "the oldest was let go"
+    assert store.thread_question("C1", f"1.{RENAMED_EARLY_KEPT + 49}") == "the newest is kept"
+
+
+def test_racing_delivery_and_remembering_never_lose_a_thread(store):
+    def post(number: int) -> None:
+        store.rename_thread("D1", f"pending:{number}", f"2.{number}")
+
+    def remember(number: int) -> None:
+        store.remember_thread("D1", f"pending:{number}", f"question {number}")
+
+    for number in range(40):
+        racers = [
+            threading.Thread(target=post, args=(number,)),
+            threading.Thread(target=remember, args=(number,)),
+        ]
+        for racer in racers[:: 1 if number % 2 else -1]:
+            racer.start()
+        for racer in racers:
+            racer.join()
+    assert all(store.thread_question("D1", f"2.{n}") == f"question {n}" for n in range(40))
 
 
 def _expire_leases(path) -> None:
