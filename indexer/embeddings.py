@@ -127,7 +127,7 @@ def matrix_from_blob(blob: bytes, dimension: int) -> np.ndarray:
     """Vectors stored one after another (``to_blob`` of a matrix), as rows."""
     values = np.frombuffer(blob, dtype="<f4")
     if not values.size or values.size % dimension:
-        raise ValueError(f"sentence embeddings hold {values.size} values, not a multiple of {dimension}")
+        raise ValueError(f"stored vectors hold {values.size} values, not a multiple of {dimension}")
     return values.reshape(-1, dimension)
 
 

@@ -390,18 +390,22 @@ class SearchIndex:
         """The query's scores; the sentence and document ones only where the fusion uses them."""
         bm25 = self.bm25.scores(terms)
         dense = dense_scores(self.matrix, vector)
-        relative = mode == "hybrid" and self.options.fusion == "relative"
-        if relative and self.options.sentence_weight:
-            sentence = np.maximum.reduceat(
-                dense_scores(self.sentence_matrix, vector), self.sentence_starts[:-1]
-            )
-        else:
-            sentence = dense
-        if relative and self.document_bm25 is not None:
+        if mode != "hybrid" or self.options.fusion != "relative":
+            return Signals(dense, bm25, dense, bm25)
+        return Signals(dense, bm25, *self.extra_signals(terms, vector, dense, bm25))
+
+    def extra_signals(
+        self, terms: list[str], vector: np.ndarray, dense: np.ndarray, bm25: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each chunk's best-sentence cosine and its document's BM25, each computed only when
+        its weight is set (else the chunk's own ``dense`` and ``bm25`` stand in)."""
+        sentence, document = dense, bm25
+        if self.options.sentence_weight:
+            cosines = dense_scores(self.sentence_matrix, vector)
+            sentence = np.maximum.reduceat(cosines, self.sentence_starts[:-1])
+        if self.document_bm25 is not None:
             document = self.document_bm25.scores(terms)[self.document_of]
-        else:
-            document = bm25
-        return Signals(dense, bm25, sentence, document)
+        return sentence, document
 
     def _scores(self, mode: str, signals: Signals, depth: int) -> dict[int, float]:
         bm25, dense = signals.bm25, signals.dense

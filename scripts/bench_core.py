@@ -305,13 +305,7 @@ def search_breakdown(index: SearchIndex, questions: list[str], count: int, warmu
         t3 = time.perf_counter()
         dense = dense_scores(index.matrix, vector)
         t4 = time.perf_counter()
-        sentence, document = dense, bm25  # as search() does, only where the fusion weighs them
-        if index.options.sentence_weight:
-            cosines = dense_scores(index.sentence_matrix, vector)
-            sentence = np.maximum.reduceat(cosines, index.sentence_starts[:-1])
-        if index.options.document_bm25_weight:
-            document = index.document_bm25.scores(tokens)[index.document_of]
-        signals = Signals(dense, bm25, sentence, document)
+        signals = Signals(dense, bm25, *index.extra_signals(tokens, vector, dense, bm25))
         t5 = time.perf_counter()
         scores = index._scores("hybrid", signals, depth=max(index.options.candidates, 20 * TOP_K))
         ranked = sorted(scores, key=lambda i: (-scores[i], i))
@@ -412,7 +406,11 @@ def search_options(args) -> RetrievalOptions:
 
 
 def bench_real_queries(config: Config, embedder, db: Path, questions: list[str], args) -> dict:
-    index = SearchIndex.load(db, embedder, search_options(args))
+    options = search_options(args)
+    if options.sentence_weight:  # the throughput runs built the index as shipped: no sentences
+        placeholders = placeholders_from(config.institution)
+        build_index([config.paths.guidance_dir], db, embedder, config.chunking, placeholders, sentences=True)
+    index = SearchIndex.load(db, embedder, options)
     store = IndexStore.open(db)
     try:
         corpus_tokens = [text.split() for text in store.load_chunks(embedder.dimension).tokens]
